@@ -1,0 +1,3 @@
+from had.cli import app
+
+app()
