@@ -1,0 +1,247 @@
+"""The `had` command line: parses options into a RunConfig and calls pipeline.<command>.run(cfg).
+
+Every command takes `--config` (a preset name such as `tiny` or `had-1.1m`, or a YAML path),
+options for its main settings, and `--set section.key=value` for anything else. Options left
+unset keep the config's value.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import typer
+import yaml
+
+from had import __version__
+from had.config import RunConfig, load_config, presets
+from had.errors import HadError
+
+app = typer.Typer(
+    help="HAD: pretrain tiny, fast DNA language models by distilling a large one "
+    "(cache the teacher once, train the student on the cache, evaluate on DNA benchmarks).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+CONFIG_HELP = "Preset name ({}) or path to a YAML config.".format(", ".join(presets()) or "none found")
+SET_HELP = "Override any config key, e.g. --set train.lr=0.004 (repeatable; value parsed as YAML)."
+
+
+def _user_errors(fn: Callable) -> Callable:
+    """Print HadErrors as one line on stderr and exit 1: users get the message, not a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except HadError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def _config(config: str | None, options: dict[str, Any], sets: list[str] | None) -> RunConfig:
+    overrides = dict(options)
+    for item in sets or []:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise HadError(f"--set {item!r}: expected section.key=value")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return load_config(config, overrides)
+
+
+def _version_callback(value: bool) -> None:
+    if not value:
+        return
+    import importlib.metadata as md
+
+    typer.echo(f"had {__version__}")
+    for name in ("torch", "triton", "transformers", "zarr", "dask"):
+        try:
+            typer.echo(f"{name} {md.version(name)}")
+        except md.PackageNotFoundError:
+            typer.echo(f"{name} not installed")
+    import torch
+
+    if torch.cuda.is_available():
+        typer.echo(f"cuda {torch.version.cuda}: {torch.cuda.get_device_name(0)} (x{torch.cuda.device_count()})")
+    else:
+        typer.echo("cuda: no device")
+    raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True,
+        help="Print had, torch, triton, transformers, zarr and dask versions and the CUDA device, then exit.",
+    ),
+) -> None:
+    """HAD: Hybrid Architecture Distillation for DNA language models."""
+
+
+@app.command("cache-teacher")
+@_user_errors
+def cache_teacher(
+    config: str = typer.Option("had-1.1m", "--config", "-c", help=CONFIG_HELP),
+    fasta: Optional[str] = typer.Option(None, help="Genome FASTA or FASTA.gz (a .fai beside it enables random access)."),
+    bed: Optional[str] = typer.Option(None, help="BED file of intervals to cut windows from (default: whole contigs)."),
+    split: Optional[str] = typer.Option(None, help="Keep only BED rows whose split column equals this (e.g. train)."),
+    window: Optional[int] = typer.Option(None, help="Window length in nucleotides."),
+    stride: Optional[int] = typer.Option(None, help="Step between window starts (default: the window length)."),
+    teacher: Optional[str] = typer.Option(None, help="Teacher: HF hub id or local directory."),
+    trust_remote_code: Optional[bool] = typer.Option(
+        None, "--trust-remote-code/--no-trust-remote-code",
+        help="Allow the teacher's own modeling code (real NTv2 checkpoints need it).",
+    ),
+    layer: Optional[int] = typer.Option(None, help="Teacher hidden-state index to cache (-1 = last, after the final norm)."),
+    dtype: Optional[str] = typer.Option(None, help="Teacher compute dtype: auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16."),
+    max_tokens_per_batch: Optional[int] = typer.Option(None, help="Teacher tokens per forward batch, padding included."),
+    mask_ratio: Optional[float] = typer.Option(None, help="Fraction of 6-mer teacher tokens masked per view."),
+    views: Optional[int] = typer.Option(None, help="Independent mask draws (views) per window."),
+    rc: Optional[bool] = typer.Option(None, "--rc/--no-rc", help="Also cache reverse-complement views."),
+    teacher_input: Optional[str] = typer.Option(None, help="What the teacher sees at masked tokens: masked (mask token) or full."),
+    seed: Optional[int] = typer.Option(None, help="Masking seed (masks depend only on seed, window and view)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Cache directory or fsspec URL (s3://, gs://)."),
+    shard_windows: Optional[int] = typer.Option(None, help="Window-views per shard (one shard = one task = one write)."),
+    feature_dtype: Optional[str] = typer.Option(None, help="Stored feature dtype: fp16, bf16 or int8 (per-token scale)."),
+    workers: Optional[int] = typer.Option(None, help="Local Dask workers (0 = one per visible GPU, or 1 on CPU)."),
+    scheduler: Optional[str] = typer.Option(None, help="Address of an existing Dask scheduler (e.g. tcp://host:8786)."),
+    overwrite: Optional[bool] = typer.Option(None, "--overwrite/--no-overwrite", help="Replace a cache written with a different config."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (windows, tokens, bytes, GPU-hours) and exit."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Run the frozen teacher once over a genome and write its features into a sharded Zarr cache.
+
+    Resumable: re-running the same command skips finished shards.
+    Example: had cache-teacher --fasta hg38.fa.gz --teacher InstaDeepAI/nucleotide-transformer-v2-500m-multi-species
+    --trust-remote-code --out /data/hg38-cache
+    """
+    cfg = _config(config, {
+        "genome.fasta": fasta, "genome.bed": bed, "genome.split": split, "genome.window": window,
+        "genome.stride": stride, "teacher.model": teacher, "teacher.trust_remote_code": trust_remote_code,
+        "teacher.layer": layer, "teacher.dtype": dtype, "teacher.max_tokens_per_batch": max_tokens_per_batch,
+        "mask.ratio": mask_ratio, "mask.views": views, "mask.reverse_complement": rc,
+        "mask.teacher_input": teacher_input, "mask.seed": seed, "cache.path": out,
+        "cache.shard_windows": shard_windows, "cache.feature_dtype": feature_dtype, "cache.workers": workers,
+        "cache.scheduler": scheduler, "cache.overwrite": overwrite,
+    }, set_)
+    from had.pipeline import cache_teacher as pipeline
+
+    pipeline.run(cfg, dry_run=dry_run)
+
+
+@app.command("cache-info")
+@_user_errors
+def cache_info(
+    path: str = typer.Argument(..., help="Cache directory or fsspec URL."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Re-check every shard's checksum."),
+) -> None:
+    """Print a cache's manifest summary and verify its shards."""
+    from had.pipeline import cache_teacher as pipeline
+
+    pipeline.info(path, verify=verify)
+
+
+@app.command()
+@_user_errors
+def train(
+    config: str = typer.Option("had-1.1m", "--config", "-c", help=CONFIG_HELP),
+    cache: Optional[str] = typer.Option(None, help="Teacher cache written by `had cache-teacher`."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Run directory (checkpoints, metrics.jsonl, model/)."),
+    steps: Optional[int] = typer.Option(None, help="Optimizer steps."),
+    batch_size: Optional[int] = typer.Option(None, help="Global batch in window-views (accumulation fills it)."),
+    micro_batch_size: Optional[int] = typer.Option(None, help="Window-views per device per forward pass."),
+    lr: Optional[float] = typer.Option(None, help="Peak AdamW learning rate (cosine schedule with warmup)."),
+    num_workers: Optional[int] = typer.Option(None, help="DataLoader worker processes."),
+    precision: Optional[str] = typer.Option(None, help="auto (bf16 autocast on GPU, fp32 on CPU), fp32 or bf16."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the student (GDN ops stay eager)."),
+    resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", help="Continue exactly from the last checkpoint in --out."),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Save a checkpoint every N steps."),
+    log_every: Optional[int] = typer.Option(None, help="Log a metrics line every N steps."),
+    tensorboard: Optional[bool] = typer.Option(None, "--tensorboard/--no-tensorboard", help="Also write TensorBoard logs."),
+    seed: Optional[int] = typer.Option(None, help="Seed for initialisation and data order."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP + " Student keys: --set student.d_model=96."),
+) -> None:
+    """Train the HAD student on a teacher cache (the teacher is never loaded).
+
+    One GPU: had train --config had-1.1m --cache /data/hg38-cache --out runs/had.
+    Several: torchrun --nproc_per_node=8 -m had train --config had-1.1m --cache ... --out ...
+    """
+    cfg = _config(config, {
+        "cache.path": cache, "train.out": out, "train.steps": steps, "train.batch_size": batch_size,
+        "train.micro_batch_size": micro_batch_size, "train.lr": lr, "train.num_workers": num_workers,
+        "train.precision": precision, "train.compile": compile, "train.resume": resume,
+        "train.checkpoint_every": checkpoint_every, "train.log_every": log_every,
+        "train.tensorboard": tensorboard, "train.seed": seed, "train.device": device,
+    }, set_)
+    from had.pipeline import train as pipeline
+
+    pipeline.run(cfg)
+
+
+@app.command("eval")
+@_user_errors
+def eval_(
+    config: str = typer.Option("had-1.1m", "--config", "-c", help=CONFIG_HELP),
+    model: Optional[str] = typer.Option(None, help="A `had train` model/ directory, or any HF encoder (hub id or directory)."),
+    data_root: Optional[str] = typer.Option(None, help="Benchmark root folder (one sub-folder per task)."),
+    benchmark: Optional[str] = typer.Option(None, help="nt (Nucleotide Transformer), gb (Genomic Benchmarks) or gue."),
+    task: Optional[list[str]] = typer.Option(None, "--task", help="Task to run (repeatable; default: every task found)."),
+    nt_version: Optional[str] = typer.Option(None, help="NT task set: original or revised (recorded with the results)."),
+    lr: Optional[list[float]] = typer.Option(None, "--lr", help="Learning rate of the grid (repeatable)."),
+    seeds: Optional[int] = typer.Option(None, help="Seeds per (task, lr)."),
+    epochs: Optional[int] = typer.Option(None, help="Fine-tuning epochs (default: NT 20, GB 10, GUE 10)."),
+    batch_size: Optional[int] = typer.Option(None, help="Fine-tuning batch size."),
+    max_length: Optional[int] = typer.Option(None, help="Truncate sequences to this many nucleotides."),
+    max_train_samples: Optional[int] = typer.Option(None, help="Cap training rows per task (quick runs)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder (results.parquet, summary.md, summary.png)."),
+    trust_remote_code: Optional[bool] = typer.Option(None, "--trust-remote-code/--no-trust-remote-code", help="Allow the model's own code (NTv2)."),
+    workers: Optional[int] = typer.Option(None, help="Run fine-tunings in parallel on N local Dask workers (0 = in-process)."),
+    scheduler: Optional[str] = typer.Option(None, help="Address of an existing Dask scheduler."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    compare: Optional[list[str]] = typer.Option(
+        None, "--compare", help="Instead of running, put the results of these eval folders side by side (repeatable).",
+    ),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Fine-tune and score a model on NT / Genomic Benchmarks / GUE (resumable sweeps).
+
+    Example: had eval --model runs/had/model --data-root data/nt --benchmark nt --out runs/eval-nt
+    """
+    cfg = _config(config, {
+        "eval.model": model, "eval.data_root": data_root, "eval.benchmark": benchmark, "eval.tasks": task or None,
+        "eval.nt_version": nt_version, "eval.lrs": lr or None, "eval.seeds": seeds, "eval.epochs": epochs,
+        "eval.batch_size": batch_size, "eval.max_length": max_length, "eval.max_train_samples": max_train_samples,
+        "eval.out": out, "eval.trust_remote_code": trust_remote_code, "eval.workers": workers,
+        "eval.scheduler": scheduler, "eval.device": device,
+    }, set_)
+    from had.pipeline import eval as pipeline
+
+    if compare:
+        pipeline.compare(compare, cfg.eval.out)
+    else:
+        pipeline.run(cfg)
+
+
+@app.command()
+@_user_errors
+def demo(
+    out: str = typer.Option("demo_out", "--out", "-o", help="Folder for every artifact of the demo."),
+    config: str = typer.Option("tiny", "--config", "-c", help=CONFIG_HELP),
+    seed: int = typer.Option(0, help="Seed of the synthetic genome, tasks and teacher."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+) -> None:
+    """Run the whole pipeline on a built-in synthetic genome with a tiny local teacher (CPU, minutes)."""
+    from had.pipeline import demo as pipeline
+
+    pipeline.run(_config(config, {}, set_), Path(out), seed=seed)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
