@@ -1,0 +1,367 @@
+"""`had train`: pretrain the HAD student on a teacher cache (the teacher is never loaded).
+
+One GPU:
+    had train --config had-1.1m --cache /data/hg38-cache --out runs/had-1.1m
+N GPUs on one machine (DDP; rank 0 logs and checkpoints):
+    torchrun --nproc_per_node=N -m had train --config had-1.1m --cache /data/hg38-cache --out runs/had-1.1m
+Continue a run exactly where its last checkpoint left it: add `--resume`.
+
+Outputs under `--out`: config.yaml (resolved), metrics.jsonl (one line per `log_every` steps),
+checkpoints/step-N/ (last `keep_checkpoints`), model/ (a `save_pretrained` directory that
+`had eval --model` and `AutoModel.from_pretrained` load after `import had.student`).
+
+The data order is a pure function of (seed, step): every optimizer step reads global-batch slice
+`step` of an endless stream of seeded per-epoch permutations, rank r taking its contiguous share.
+A checkpoint therefore only needs the step to put the data loader back where it was.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Sampler
+
+from had.config import RunConfig
+from had.errors import HadError
+from had.student import HadConfig, HadForPretraining, collate_cache_items
+
+LOSS_KEYS = ("loss", "loss_distill", "loss_recon", "loss_mlm")
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    local_rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def run(cfg: RunConfig) -> Path:
+    """Train; return the final model directory (<out>/model)."""
+    tc = cfg.train
+    dd = _init_distributed()
+    device = _device(tc.device, dd)
+    reader = _open_cache(cfg)
+    model_cfg = _student_config(cfg, reader.manifest)
+    accum = _accumulation(tc, dd)
+    out = Path(tc.out)
+    ckpt_root = out / "checkpoints"
+
+    torch.manual_seed(tc.seed)
+    model = HadForPretraining(model_cfg).to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "embed" in n]  # norms, biases, gates
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=tc.lr, betas=tuple(tc.betas), fused=device.type == "cuda",
+    )
+    warmup = max(1, round(tc.warmup_fraction * tc.steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _cosine(s, warmup, tc.steps))
+
+    start_step = 0
+    latest = _latest_checkpoint(ckpt_root)
+    if tc.resume and latest is not None:
+        start_step = _load_checkpoint(latest, model, optimizer, scheduler, model_cfg, device)
+    elif latest is not None:
+        raise HadError(f"{out} already holds checkpoints ({latest.name}); pass --resume to continue it "
+                       f"or choose another --out")
+    if dd.main:
+        out.mkdir(parents=True, exist_ok=True)
+        resolved = RunConfig(**{**cfg.__dict__, "student": model_cfg.own_dict()})
+        resolved.save(out / "config.yaml")
+        _truncate_metrics(out / "metrics.jsonl", start_step)
+
+    net = model
+    if tc.compile:
+        net = torch.compile(net)
+    if dd.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+
+    sampler = StepBatchSampler(len(reader), tc.batch_size, tc.micro_batch_size, dd.rank, dd.world,
+                               tc.seed, start_step, tc.steps)
+    loader = DataLoader(
+        reader, batch_sampler=sampler, collate_fn=collate_cache_items, num_workers=tc.num_workers,
+        pin_memory=device.type == "cuda", prefetch_factor=4 if tc.num_workers else None,
+        persistent_workers=tc.num_workers > 0,
+    )
+    autocast = _autocast(tc.precision, device)
+    logger = MetricsLogger(out, tc.tensorboard) if dd.main else None
+    if dd.main:
+        print(f"had train: {sum(p.numel() for p in model.had.parameters()):,} encoder parameters "
+              f"({model.param_counts()}); {len(reader):,} window-views; steps {start_step}->{tc.steps}, "
+              f"global batch {tc.batch_size} = {dd.world} rank(s) x {accum} x {tc.micro_batch_size}", flush=True)
+
+    batches = iter(loader)
+    window = _Window()
+    for step in range(start_step, tc.steps):
+        sums = torch.zeros(len(LOSS_KEYS), device=device)
+        for micro in range(accum):
+            t0 = time.perf_counter()
+            batch = next(batches)
+            window.wait += time.perf_counter() - t0
+            window.nt += int(batch["attention_mask"].sum()) * dd.world
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            sync = nullcontext() if dd.world == 1 or micro == accum - 1 else net.no_sync()
+            with sync, autocast:
+                res = net(**batch)
+                (res.loss / accum).backward()
+            sums += torch.stack([getattr(res, k).detach().float() if getattr(res, k) is not None
+                                 else torch.zeros((), device=device) for k in LOSS_KEYS]) / accum
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        done = step + 1
+        if done % tc.log_every == 0 or done == tc.steps:
+            if dd.world > 1:
+                dist.all_reduce(sums, op=dist.ReduceOp.AVG)
+            if logger:
+                losses = dict(zip(LOSS_KEYS, sums.tolist()))
+                record = {"step": done, **{k: v for k, v in losses.items() if _has_branch(model_cfg, k)},
+                          "lr": lr, "grad_norm": float(grad_norm), **window.rates()}
+                logger.log(record, tc.steps)
+            window = _Window()
+        if dd.main and (done % tc.checkpoint_every == 0 or done == tc.steps):
+            _save_checkpoint(ckpt_root / f"step-{done}", model, optimizer, scheduler, done, cfg, model_cfg)
+            _prune_checkpoints(ckpt_root, tc.keep_checkpoints)
+
+    if dd.main:
+        model.save_pretrained(out / "model")
+        logger.close()
+        print(f"had train: model -> {out / 'model'}  metrics -> {out / 'metrics.jsonl'}  "
+              f"checkpoints -> {ckpt_root}", flush=True)
+    if dd.world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return out / "model"
+
+
+class StepBatchSampler(Sampler):
+    """Micro-batches of item indices for optimizer steps [start_step, steps), deterministic in the seed.
+
+    The global stream is the concatenation of per-epoch permutations (np.random.default_rng([seed,
+    epoch])); step s takes stream[s*G : (s+1)*G], rank r its r-th contiguous share, split into
+    micro-batches. Independent of worker count and of where a run was resumed.
+    """
+
+    def __init__(self, n_items: int, global_batch: int, micro: int, rank: int, world: int,
+                 seed: int, start_step: int, steps: int):
+        self.n, self.g, self.micro, self.rank, self.world = n_items, global_batch, micro, rank, world
+        self.seed, self.start, self.steps = seed, start_step, steps
+        self._epoch, self._perm = -1, None
+
+    def __len__(self) -> int:
+        return (self.steps - self.start) * (self.g // self.world // self.micro)
+
+    def __iter__(self):
+        share = self.g // self.world
+        for step in range(self.start, self.steps):
+            begin = step * self.g + self.rank * share
+            idx = self._stream(begin, begin + share)
+            for m in range(0, share, self.micro):
+                yield idx[m : m + self.micro].tolist()
+
+    def _stream(self, begin: int, end: int) -> np.ndarray:
+        parts = []
+        while begin < end:
+            epoch, offset = divmod(begin, self.n)
+            if epoch != self._epoch:
+                self._epoch, self._perm = epoch, np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            take = min(end - begin, self.n - offset)
+            parts.append(self._perm[offset : offset + take])
+            begin += take
+        return np.concatenate(parts)
+
+
+class MetricsLogger:
+    """JSONL always (one object per line), a progress line on stdout, TensorBoard on request."""
+
+    def __init__(self, out: Path, tensorboard: bool):
+        self.file = (out / "metrics.jsonl").open("a")
+        self.t0 = time.perf_counter()
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise HadError("train.tensorboard: the tensorboard package is not installed "
+                               "(pip install tensorboard) or turn the option off") from None
+            self.tb = SummaryWriter(str(out / "tensorboard"))
+
+    def log(self, record: dict, steps: int) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tb:
+            for k, v in record.items():
+                if k != "step":
+                    self.tb.add_scalar(k, v, record["step"])
+        branches = " ".join(f"{k.removeprefix('loss_')} {record[k]:.4f}" for k in LOSS_KEYS[1:] if k in record)
+        print(f"step {record['step']}/{steps} loss {record['loss']:.4f} ({branches}) lr {record['lr']:.2e} "
+              f"gnorm {record['grad_norm']:.3f} {record['nt_per_s']:,.0f} nt/s wait {record['data_wait']:.1%} "
+              f"[{time.perf_counter() - self.t0:.0f}s]", flush=True)
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb:
+            self.tb.close()
+
+
+class _Window:
+    """Throughput and data-wait accounting between two log lines."""
+
+    def __init__(self):
+        self.t0, self.wait, self.nt = time.perf_counter(), 0.0, 0
+
+    def rates(self) -> dict:
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        return {"nt_per_s": self.nt / elapsed, "data_wait": self.wait / elapsed}
+
+
+def _has_branch(model_cfg: HadConfig, key: str) -> bool:
+    return {"loss": True, "loss_distill": model_cfg.has_distill, "loss_recon": model_cfg.has_recon,
+            "loss_mlm": model_cfg.mlm_only}[key]
+
+
+def _cosine(step: int, warmup: int, total: int) -> float:
+    """LR multiplier: linear warmup to 1 over `warmup` steps, then cosine to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _init_distributed() -> Dist:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Dist()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    return Dist(dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_world_size())
+
+
+def _device(option: str, dd: Dist) -> torch.device:
+    if option not in ("auto", "cpu", "cuda"):
+        raise HadError(f"train.device must be auto, cpu or cuda, got {option!r}")
+    if option == "cuda" and not torch.cuda.is_available():
+        raise HadError("train.device=cuda but no CUDA device is visible")
+    if option == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    torch.cuda.set_device(dd.local_rank)
+    return torch.device("cuda", dd.local_rank)
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision not in ("auto", "fp32", "bf16"):
+        raise HadError(f"train.precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _accumulation(tc, dd: Dist) -> int:
+    per_step = tc.micro_batch_size * dd.world
+    if tc.batch_size % per_step:
+        raise HadError(f"train.batch_size {tc.batch_size} is not a multiple of train.micro_batch_size "
+                       f"{tc.micro_batch_size} x {dd.world} rank(s)")
+    return tc.batch_size // per_step
+
+
+def _open_cache(cfg: RunConfig):
+    from had.cache_store.reader import CacheReader
+    from had.data.tokenizer import NTv2Tokenizer
+
+    reader = CacheReader(cfg.cache.path)
+    man, where = reader.manifest, f"cache {cfg.cache.path}"
+    if man["window"] != cfg.genome.window:
+        raise HadError(f"{where} holds windows of {man['window']} nt but genome.window is {cfg.genome.window}; "
+                       f"set genome.window: {man['window']} or use a matching cache")
+    expected = NTv2Tokenizer.default().vocab_hash
+    if man["vocab_hash"] != expected:
+        raise HadError(f"{where} was tokenized with another vocabulary (vocab_hash {man['vocab_hash'][:12]}..., "
+                       f"had's NTv2 tokenizer is {expected[:12]}...): its spans do not match the NTv2 6-mers")
+    if len(reader) == 0:
+        raise HadError(f"{where} holds no window-views")
+    return reader
+
+
+def _student_config(cfg: RunConfig, manifest: dict) -> HadConfig:
+    """HadConfig from the `student:` section; teacher_dim defaults to the cache's."""
+    kwargs = dict(cfg.student)
+    kwargs.setdefault("teacher_dim", manifest["teacher_dim"])
+    model_cfg = HadConfig.from_kwargs(kwargs)
+    if model_cfg.has_distill and model_cfg.teacher_dim != manifest["teacher_dim"]:
+        raise HadError(f"cache {cfg.cache.path} holds {manifest['teacher_dim']}-dim features of teacher "
+                       f"{manifest.get('teacher', '?')} but student.teacher_dim is {model_cfg.teacher_dim}")
+    if model_cfg.use_attention and model_cfg.position == "learned" and manifest["window"] > model_cfg.max_position:
+        raise HadError(f"student.max_position {model_cfg.max_position} < cache window {manifest['window']}")
+    return model_cfg
+
+
+def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, cfg: RunConfig, model_cfg: HadConfig) -> None:
+    """Write step-N/ atomically (tmp dir + rename) so a kill never leaves a half checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "step": step, "samples_seen": step * cfg.train.batch_size, "rng": rng,
+                "student": model_cfg.own_dict()}, tmp / "state.pt")
+    RunConfig(**{**cfg.__dict__, "student": model_cfg.own_dict()}).save(tmp / "config.yaml")
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
+
+
+def _load_checkpoint(path: Path, model, optimizer, scheduler, model_cfg: HadConfig, device) -> int:
+    state = torch.load(path / "state.pt", map_location=device, weights_only=False)
+    if state["student"] != model_cfg.own_dict():
+        diff = {k for k in state["student"] if state["student"][k] != model_cfg.own_dict().get(k)}
+        raise HadError(f"--resume: {path} was trained with another student config (differs in {sorted(diff)})")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"].cpu())
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+    print(f"had train: resumed from {path} (step {state['step']})", flush=True)
+    return state["step"]
+
+
+def _checkpoints(root: Path) -> list[Path]:
+    found = [p for p in root.glob("step-*") if p.is_dir() and p.name[5:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[5:]))
+
+
+def _latest_checkpoint(root: Path) -> Path | None:
+    found = _checkpoints(root)
+    return found[-1] if found else None
+
+
+def _prune_checkpoints(root: Path, keep: int) -> None:
+    for old in _checkpoints(root)[: -max(keep, 1)]:
+        shutil.rmtree(old)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """On resume drop lines logged after the checkpoint, so metrics.jsonl reads as one clean run."""
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+    path.write_text("".join(ln + "\n" for ln in lines))
