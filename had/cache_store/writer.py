@@ -1,0 +1,117 @@
+"""Writing one shard: build every array's shard object from its items, put it, then commit.
+
+A shard is written by exactly one task, each array's shard object with a single PUT
+(never piece by piece: zarr would re-read and re-encode the whole shard, and two
+writers of one shard lose data). The commit record ``_commit/shard-NNNNNN.json`` is
+written after all the data and carries the crc32c and size of every object; a shard
+without it is not part of the cache.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import google_crc32c
+import numpy as np
+
+from had.cache_store import features as feature_codec
+from had.cache_store.layout import Layout, encode_shard
+from had.cache_store.storage import Storage
+
+COMMIT_DIR = "_commit"
+
+
+def commit_key(shard: int) -> str:
+    return f"{COMMIT_DIR}/shard-{shard:06d}.json"
+
+
+def write_shard(storage: Storage, layout: Layout, shard: int, items: list[dict[str, np.ndarray]]) -> dict:
+    """Write shard ``shard`` from its items (in item order) and commit it; returns the commit record.
+
+    Each item: nucleotides uint8 [L], nt_mask bool [L], spans int32 [n, 2],
+    token_masked bool [n], features float32 [n_vis, D] (n_vis = (~token_masked).sum()).
+    """
+    expected = len(layout.shard_range(shard))
+    if len(items) != expected:
+        raise ValueError(f"shard {shard} holds {expected} items, got {len(items)}")
+    specs = layout.arrays()
+    slots = layout.shard_items
+    length, rows, chunk_rows = layout.window, layout.feature_rows, layout.token_chunk
+    n_vis = [len(item["features"]) for item in items]
+    for item, n in zip(items, n_vis):
+        if n != np.count_nonzero(~item["token_masked"]):
+            raise ValueError(f"shard {shard}: features rows {n} != visible tokens {np.count_nonzero(~item['token_masked'])}")
+    stored, side, overflow = feature_codec.encode(
+        np.concatenate([item["features"] for item in items]), layout.feature_dtype
+    )
+
+    def per_item(fn) -> list[np.ndarray | None]:
+        chunks = [fn(item)[None] for item in items]
+        return chunks + [None] * (slots - len(chunks))
+
+    def padded_spans(item):
+        out = np.full((length, 2), -1, dtype=np.int32)
+        out[: len(item["spans"])] = item["spans"]
+        return out
+
+    def padded_mask(item):
+        out = np.zeros(length, dtype=bool)
+        out[: len(item["token_masked"])] = item["token_masked"]
+        return out
+
+    def row_chunks(values: np.ndarray, fill) -> list[np.ndarray | None]:
+        """Split per-token rows by item into token_chunk-row chunks; chunks past the rows stay empty."""
+        per_row_chunks = math.ceil(rows / chunk_rows)
+        chunks: list[np.ndarray | None] = [None] * (slots * per_row_chunks)
+        start = 0
+        for i, n in enumerate(n_vis):
+            for j in range(math.ceil(n / chunk_rows)):
+                part = values[start + j * chunk_rows: start + min(n, (j + 1) * chunk_rows)]
+                chunk = np.full((chunk_rows,) + values.shape[1:], fill, dtype=values.dtype)
+                chunk[: len(part)] = part
+                chunks[i * per_row_chunks + j] = chunk[None]
+            start += n
+        return chunks
+
+    chunks = {
+        "nucleotides": per_item(lambda item: np.asarray(item["nucleotides"], dtype=np.uint8)),
+        "nt_mask": per_item(lambda item: np.asarray(item["nt_mask"], dtype=bool)),
+        "spans": per_item(padded_spans),
+        "token_masked": per_item(padded_mask),
+        "features": row_chunks(stored, specs["features"].fill_value),
+    }
+    if layout.feature_dtype == "int8":
+        chunks["scales"] = row_chunks(side["scales"], np.nan)
+        chunks["chan_mean"] = [side["chan_mean"][None]]
+        chunks["chan_std"] = [side["chan_std"][None]]
+
+    objects = {}
+    for name, array_chunks in chunks.items():
+        data = encode_shard(array_chunks, layout.compression_level)
+        key = specs[name].shard_key(shard)
+        storage.put(key, data)
+        objects[name] = {"key": key, "nbytes": len(data), "crc32c": google_crc32c.value(data)}
+    n_tokens = sum(len(item["spans"]) for item in items)
+    record = {
+        "shard": shard,
+        "items": [layout.shard_range(shard).start, layout.shard_range(shard).stop],
+        "n_items": len(items),
+        "n_tokens": n_tokens,
+        "n_visible": sum(n_vis),
+        "out_of_range": overflow,
+        "objects": objects,
+    }
+    storage.put(commit_key(shard), json.dumps(record, sort_keys=True).encode())
+    return record
+
+
+def read_commit(storage: Storage, shard: int) -> dict | None:
+    """The shard's commit record, or None when the shard is not (validly) committed."""
+    key = commit_key(shard)
+    if not storage.exists(key):
+        return None
+    try:
+        record = json.loads(storage.get(key))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return record if record.get("shard") == shard else None

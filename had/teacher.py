@@ -1,0 +1,187 @@
+"""Load a frozen NTv2 / ESM teacher (hub id or local directory) and build the tiny demo teacher.
+
+Real NTv2 checkpoints ship their own modeling code (a SwiGLU FFN) behind ``auto_map``
+with no ``AutoModel`` entry, so the backbone is ``AutoModelForMaskedLM(...).esm``
+and loading needs ``trust_remote_code=True``. Built-in ESM directories (the tiny
+teacher, benchmark shapes) go through the very same path.
+
+    path = build_tiny_teacher("/tmp/tiny")            # EsmConfig + NTv2 tokenizer files
+    teacher = load_teacher(str(path), device="cpu")
+    enc = teacher.tokenizer.batch_encode(["ACGTACGTNNA"])
+    feats = teacher.features(torch.from_numpy(enc["input_ids"]),
+                             torch.from_numpy(enc["attention_mask"]))   # [1, T, D]
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from had.data.tokenizer import DEFAULT_DIR as TOKENIZER_DIR
+from had.data.tokenizer import NTv2Tokenizer
+from had.errors import HadError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+TOKENIZER_FILES = ("vocab.txt", "special_tokens_map.json", "tokenizer_config.json")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+
+
+@dataclass
+class Teacher:
+    """A frozen encoder in eval mode plus the tokenizer its ids come from."""
+
+    encoder: nn.Module
+    tokenizer: NTv2Tokenizer
+    name: str
+    hidden_size: int
+    num_hidden_layers: int
+    max_tokens: int  # longest input (CLS included) its positions allow
+    config_hash: str  # sha256 of the model config (JSON, sorted keys)
+    fingerprint: str  # sha256 over the weight files, or over the state_dict bytes
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.encoder.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.encoder.parameters()).dtype
+
+    def check_layer(self, layer: int) -> None:
+        """-1 = last hidden state after the final norm; 0 = embeddings; k = output of block k."""
+        if not (layer == -1 or 0 <= layer <= self.num_hidden_layers):
+            raise HadError(
+                f"teacher.layer={layer}: {self.name} has layers 0..{self.num_hidden_layers} "
+                "(0 = embeddings) or -1 (last, after the final norm)"
+            )
+
+    @torch.inference_mode()
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int = -1) -> torch.Tensor:
+        """Hidden states of one layer: input_ids, attention_mask [B, T] -> [B, T, D] (model dtype).
+
+        Right padding with ``attention_mask == 0`` does not change the real tokens' outputs
+        beyond float rounding (ESM position ids count real tokens only).
+        """
+        self.check_layer(layer)
+        device = self.device
+        out = self.encoder(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            output_hidden_states=layer != -1,
+            return_dict=True,
+        )
+        return out.last_hidden_state if layer == -1 else out.hidden_states[layer]
+
+
+def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto", device: str = "auto") -> Teacher:
+    """Load a teacher backbone from a HF hub id or a local directory (frozen, eval mode).
+
+    dtype: auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16; device: auto | cpu | cuda[:i].
+    """
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if dtype == "auto":
+        dtype = "bf16" if device.startswith("cuda") else "fp32"
+    if dtype not in DTYPES:
+        raise HadError(f"teacher.dtype={dtype!r}: expected auto, {', '.join(DTYPES)}")
+    local = Path(model)
+    if local.exists() and not (local / "config.json").is_file():
+        raise HadError(f"teacher.model={model}: directory has no config.json")
+    if local.is_dir():
+        config_dict = json.loads((local / "config.json").read_text())
+        if "auto_map" in config_dict and not trust_remote_code:
+            raise _remote_code_error(model)
+    try:
+        config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+        mlm = AutoModelForMaskedLM.from_pretrained(
+            model, config=config, trust_remote_code=trust_remote_code, dtype=DTYPES[dtype]
+        )
+    except ValueError as e:
+        if "trust_remote_code" in str(e):
+            raise _remote_code_error(model) from None
+        raise HadError(f"teacher.model={model}: cannot load: {e}") from None
+    except OSError as e:
+        raise HadError(f"teacher.model={model}: not a local directory or reachable hub id ({e})") from None
+    encoder = mlm.base_model.to(device).eval().requires_grad_(False)
+    del mlm
+    tokenizer = NTv2Tokenizer.from_dir(local if (local / "vocab.txt").is_file() else TOKENIZER_DIR)
+    config_json = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    # ESM position ids start after the padding id, so max_position_embeddings - pad_id - 1 real tokens fit.
+    max_tokens = config.max_position_embeddings - config.pad_token_id - 1
+    return Teacher(
+        encoder=encoder,
+        tokenizer=tokenizer,
+        name=model,
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_hidden_layers,
+        max_tokens=max_tokens,
+        config_hash=hashlib.sha256(config_json.encode()).hexdigest(),
+        fingerprint=_fingerprint(local, encoder),
+    )
+
+
+def build_tiny_teacher(
+    out_dir: str | Path, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4, seed: int = 0
+) -> Path:
+    """Save a randomly initialised ESM masked LM with NTv2's tokenizer files; returns out_dir.
+
+    Same architecture family as NTv2 (rotary, pre-LN, final LayerNorm, no embedding norm,
+    no token dropout), 4107-token vocabulary; special ids come from the tokenizer files.
+    """
+    from transformers import EsmConfig, EsmForMaskedLM
+
+    out_dir = Path(out_dir)
+    tok = NTv2Tokenizer.default()
+    config = EsmConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=4 * hidden_size,
+        position_embedding_type="rotary",
+        max_position_embeddings=2050,
+        pad_token_id=tok.pad_id,
+        mask_token_id=tok.mask_id,
+        emb_layer_norm_before=False,
+        token_dropout=False,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        layer_norm_eps=1e-12,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = EsmForMaskedLM(config).eval()
+    model.save_pretrained(out_dir, safe_serialization=True)
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(TOKENIZER_DIR / name, out_dir / name)
+    return out_dir
+
+
+def _remote_code_error(model: str) -> HadError:
+    return HadError(
+        f"teacher.model={model} ships its own modeling code (config.json has auto_map; real NTv2 "
+        "checkpoints do): pass --trust-remote-code (teacher.trust_remote_code=true) to load it"
+    )
+
+
+def _fingerprint(local: Path, encoder: nn.Module) -> str:
+    """sha256 over the weight files of a local dir (sorted by name), else over the state_dict bytes."""
+    h = hashlib.sha256()
+    files = sorted(p for p in local.glob("*") if p.suffix in WEIGHT_SUFFIXES) if local.is_dir() else []
+    if files:
+        for path in files:
+            h.update(path.name.encode())
+            with path.open("rb") as f:
+                while block := f.read(1 << 24):
+                    h.update(block)
+        return h.hexdigest()
+    for name, tensor in sorted(encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
