@@ -1,0 +1,88 @@
+"""Pretrained encoders to fine-tune, and the classifier put on top of them.
+
+Two kinds of backbone, one interface (`Backbone`):
+- a `had` student directory (`had train`'s `<out>/model/`, detected by config.json
+  `model_type: "had"`): `AutoModel` after `import had.student`; one token per nucleotide.
+- any HF masked-LM / encoder (hub id or directory), NTv2 included: loaded by
+  `had.teacher.load_teacher` (the same path as the teacher cache), tokenized with NTv2's
+  6-mer tokenizer. Real NTv2 needs `trust_remote_code` (opt-in).
+
+    backbone = load_backbone("runs/had/model")
+    batch = backbone.encode(["ACGTN", "ACG"])          # input_ids, attention_mask int64 [2, T]
+    model = SequenceClassifier(backbone.fresh_encoder(), backbone.hidden_size, n_classes=2)
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from had.data import alphabet
+
+Encode = Callable[[Sequence[str]], dict[str, np.ndarray]]
+
+
+@dataclass
+class Backbone:
+    """A pretrained encoder (kept pristine on CPU in fp32) and how DNA becomes its input ids."""
+
+    name: str  # what the user passed: a directory or a hub id
+    encoder: nn.Module  # forward(input_ids, attention_mask) -> .last_hidden_state [B, T, hidden_size]
+    hidden_size: int
+    encode: Encode  # sequences -> {"input_ids", "attention_mask"}: int64 [B, T], right padded
+
+    def fresh_encoder(self) -> nn.Module:
+        """A trainable copy of the pretrained weights: every run starts from the same point."""
+        return copy.deepcopy(self.encoder).train().requires_grad_(True)
+
+
+def load_backbone(model: str, trust_remote_code: bool = False) -> Backbone:
+    config = Path(model) / "config.json"
+    if config.is_file() and json.loads(config.read_text()).get("model_type") == "had":
+        return _load_had(model)
+    from had.teacher import load_teacher
+
+    teacher = load_teacher(model, trust_remote_code=trust_remote_code, dtype="fp32", device="cpu")
+    return Backbone(model, teacher.encoder, teacher.hidden_size, teacher.tokenizer.batch_encode)
+
+
+def _load_had(model: str) -> Backbone:
+    import had.student  # noqa: F401  (registers model_type "had" with AutoModel)
+    from transformers import AutoModel
+
+    encoder = AutoModel.from_pretrained(model, dtype=torch.float32)
+    return Backbone(model, encoder, encoder.config.d_model, encode_nucleotides)
+
+
+def encode_nucleotides(seqs: Sequence[str]) -> dict[str, np.ndarray]:
+    """The student's input: one id per nucleotide (IUPAC -> N), right padded with PAD."""
+    codes = [alphabet.encode(s) for s in seqs]
+    width = max(len(c) for c in codes)
+    input_ids = np.full((len(codes), width), alphabet.PAD, dtype=np.int64)
+    attention_mask = np.zeros((len(codes), width), dtype=np.int64)
+    for row, c in enumerate(codes):
+        input_ids[row, : len(c)] = c
+        attention_mask[row, : len(c)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+class SequenceClassifier(nn.Module):
+    """Encoder + mean pooling over real tokens (attention_mask == 1) + a linear head."""
+
+    def __init__(self, encoder: nn.Module, hidden_size: int, n_classes: int):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(hidden_size, n_classes)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """input_ids, attention_mask [B, T] -> logits [B, n_classes] (fp32)."""
+        h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, D]
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h * m).sum(1) / m.sum(1).clamp_min(1)  # [B, D]
+        return self.head(pooled.float())

@@ -1,0 +1,63 @@
+"""`results.parquet`: one row per fine-tuning run, appended as each run finishes.
+
+Every append rewrites the file into a temporary sibling and `os.replace`s it over the old
+one, so a crash at any moment leaves either the old or the new complete file, never a torn
+one. A sweep is a few hundred rows: rewriting is cheaper than any append format's recovery.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from had.errors import HadError
+
+SCHEMA = pa.schema([
+    ("model", pa.string()),  # what eval.model named: a directory or a hub id
+    ("benchmark", pa.string()),  # nt | gb | gue
+    ("nt_version", pa.string()),  # original | revised (NT only, else null)
+    ("task", pa.string()),
+    ("lr", pa.float64()),
+    ("seed", pa.int64()),
+    ("metric", pa.string()),  # mcc | f1 | accuracy
+    ("val_metric", pa.float64()),  # best epoch's validation score
+    ("test_metric", pa.float64()),  # test score of the best epoch's weights
+    ("epochs", pa.int64()),
+    ("best_epoch", pa.int64()),
+    ("n_train", pa.int64()),
+    ("n_val", pa.int64()),
+    ("n_test", pa.int64()),
+    ("seconds", pa.float64()),  # wall time of the run
+    ("protocol", pa.string()),  # JSON of the Protocol the run used
+])
+RUN_KEY = ("model", "benchmark", "nt_version", "task", "lr", "seed")
+
+
+def read_results(path: str | Path) -> list[dict]:
+    """Rows of a results file; [] when it does not exist yet."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise HadError(f"{path}: not a readable results file: {e}") from None
+    missing = set(SCHEMA.names) - set(table.column_names)
+    if missing:
+        raise HadError(f"{path}: not a `had eval` results file (missing columns {sorted(missing)})")
+    return table.select(SCHEMA.names).to_pylist()
+
+
+def append_results(path: str | Path, rows: list[dict]) -> None:
+    """Atomically replace `path` with its rows plus `rows`."""
+    path = Path(path)
+    table = pa.Table.from_pylist(read_results(path) + rows, schema=SCHEMA)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def run_key(row: dict) -> tuple:
+    return tuple(row[k] for k in RUN_KEY)

@@ -1,0 +1,152 @@
+"""A resumable sweep of fine-tuning runs over tasks x learning rates x seeds.
+
+The plan is every (task, lr, seed); runs already in `<out>/results.parquet` for the same
+model, benchmark and NT version are skipped, so re-running a crashed or interrupted sweep
+only does the missing runs. Each finished run is appended at once (atomically). Runs go
+in-process, or onto Dask workers (`eval.workers` local worker processes, each pinned to one
+GPU when there are GPUs, or an existing scheduler at `eval.scheduler`); only this process
+writes the results file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from had.config import EvalConfig
+from had.data.benchmarks import discover_tasks, load_task
+from had.errors import HadError
+from had.evaluation.backbones import Backbone, load_backbone
+from had.evaluation.finetune import Protocol, finetune, prepare
+from had.evaluation.results import append_results, read_results, run_key
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """What one `had eval` sweep runs: everything a worker needs, picklable."""
+
+    model: str
+    trust_remote_code: bool
+    benchmark: str
+    data_root: str
+    nt_version: str | None  # None unless benchmark == "nt"
+    protocol: Protocol
+    device: str
+
+    @classmethod
+    def from_config(cls, cfg: EvalConfig) -> Sweep:
+        if not cfg.model:
+            raise HadError("eval.model is not set: pass --model (a `had train` model/ dir or an HF model)")
+        return cls(cfg.model, cfg.trust_remote_code, cfg.benchmark, cfg.data_root,
+                   cfg.nt_version if cfg.benchmark == "nt" else None,
+                   Protocol.from_eval_config(cfg, cfg.benchmark), cfg.device)
+
+    def row(self, result: dict) -> dict:
+        return {"model": self.model, "benchmark": self.benchmark, "nt_version": self.nt_version, **result,
+                "protocol": json.dumps(dataclasses.asdict(self.protocol), sort_keys=True)}
+
+
+def plan(cfg: EvalConfig) -> list[tuple[str, float, int]]:
+    """Every (task, lr, seed) of the sweep, tasks in order."""
+    tasks = cfg.tasks or discover_tasks(cfg.benchmark, cfg.data_root)
+    if not cfg.lrs or cfg.seeds < 1:
+        raise HadError(f"eval.lrs={cfg.lrs}, eval.seeds={cfg.seeds}: need at least one lr and one seed")
+    return [(task, float(lr), seed) for task in tasks for lr in cfg.lrs for seed in range(cfg.seeds)]
+
+
+def run_sweep(cfg: EvalConfig, results_path: str | Path) -> list[dict]:
+    """Do every run of the plan not yet in `results_path`; returns all of the sweep's rows."""
+    sweep = Sweep.from_config(cfg)
+    runs = plan(cfg)
+    done = {run_key(r): r for r in read_results(results_path)}
+    _check_same_protocol(sweep, done.values(), results_path)
+    todo = [(t, lr, s) for t, lr, s in runs if _key(sweep, t, lr, s) not in done]
+    with tqdm(total=len(runs), initial=len(runs) - len(todo), desc=f"eval {sweep.benchmark}", unit="run") as bar:
+        for result in (_run_dask if cfg.workers or cfg.scheduler else _run_local)(sweep, todo, cfg):
+            row = sweep.row(result)
+            append_results(results_path, [row])
+            done[run_key(row)] = row
+            bar.set_postfix(task=row["task"], test=f"{row['test_metric']:.3f}")
+            bar.update()
+    return [done[_key(sweep, *run)] for run in runs]
+
+
+def _key(sweep: Sweep, task: str, lr: float, seed: int) -> tuple:
+    return (sweep.model, sweep.benchmark, sweep.nt_version, task, lr, seed)
+
+
+def _check_same_protocol(sweep: Sweep, rows, path) -> None:
+    """Results of one model on one benchmark must all come from the same protocol."""
+    ours = dataclasses.asdict(sweep.protocol)
+    for row in rows:
+        if (row["model"], row["benchmark"], row["nt_version"]) != (sweep.model, sweep.benchmark, sweep.nt_version):
+            continue
+        theirs = json.loads(row["protocol"])
+        diff = [f"{k}={theirs.get(k)} (now {v})" for k, v in ours.items() if theirs.get(k) != v]
+        if diff:
+            raise HadError(f"{path} holds runs of {sweep.model} on {sweep.benchmark} made with "
+                           f"{', '.join(diff)}: use another --out, or the same settings to resume")
+
+
+def _run_local(sweep: Sweep, todo, cfg: EvalConfig):
+    device = _device(sweep.device)
+    for task, lr, seed in todo:
+        yield _run_one(sweep, task, lr, seed, device)
+
+
+def _run_dask(sweep: Sweep, todo, cfg: EvalConfig):
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    if cfg.scheduler:
+        client, cluster = Client(cfg.scheduler), None
+    else:
+        cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=1, processes=True)
+        client = Client(cluster)
+    try:
+        futures = [client.submit(_run_remote, sweep, task, lr, seed, pure=False) for task, lr, seed in todo]
+        for future in as_completed(futures):
+            yield future.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _run_remote(sweep: Sweep, task: str, lr: float, seed: int) -> dict:
+    """Runs on a Dask worker; worker i of a local cluster takes GPU i mod n_gpus."""
+    from dask.distributed import get_worker
+
+    device = _device(sweep.device)
+    if device.type == "cuda" and str(get_worker().name).isdigit():
+        device = torch.device("cuda", int(get_worker().name) % torch.cuda.device_count())
+    return _run_one(sweep, task, lr, seed, device)
+
+
+def _run_one(sweep: Sweep, task: str, lr: float, seed: int, device: torch.device) -> dict:
+    backbone = _backbone(sweep.model, sweep.trust_remote_code)
+    return finetune(backbone, _prepared(sweep, task), lr, seed, sweep.protocol, device)
+
+
+# One backbone and the last task's tokenized data per process (the driver or a Dask worker).
+@functools.lru_cache(maxsize=1)
+def _backbone(model: str, trust_remote_code: bool) -> Backbone:
+    return load_backbone(model, trust_remote_code)
+
+
+@functools.lru_cache(maxsize=1)
+def _prepared(sweep: Sweep, task: str):
+    data = load_task(sweep.benchmark, sweep.data_root, task, sweep.nt_version or "revised")
+    return prepare(data, _backbone(sweep.model, sweep.trust_remote_code), sweep.protocol)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise HadError(f"eval.device={name}: no CUDA device visible")
+    return torch.device(name)
