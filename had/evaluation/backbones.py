@@ -55,8 +55,15 @@ def load_backbone(model: str, trust_remote_code: bool = False) -> Backbone:
 def _load_had(model: str) -> Backbone:
     import had.student  # noqa: F401  (registers model_type "had" with AutoModel)
     from transformers import AutoModel
+    from transformers.utils import logging
 
-    encoder = AutoModel.from_pretrained(model, dtype=torch.float32)
+    # A `had train` dir holds the pretraining heads too; their "unexpected keys" report is noise here.
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        encoder = AutoModel.from_pretrained(model, dtype=torch.float32)
+    finally:
+        logging.set_verbosity(verbosity)
     return Backbone(model, encoder, encoder.config.d_model, encode_nucleotides)
 
 
