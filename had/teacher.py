@@ -84,6 +84,9 @@ def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto
     dtype: auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16; device: auto | cpu | cuda[:i].
     """
     from transformers import AutoConfig, AutoModelForMaskedLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     if dtype == "auto":
@@ -122,7 +125,7 @@ def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto
         num_hidden_layers=config.num_hidden_layers,
         max_tokens=max_tokens,
         config_hash=hashlib.sha256(config_json.encode()).hexdigest(),
-        fingerprint=_fingerprint(local, encoder),
+        fingerprint=_fingerprint(local if local.is_dir() else _hub_snapshot(model), encoder),
     )
 
 
@@ -168,6 +171,16 @@ def _remote_code_error(model: str) -> HadError:
         f"teacher.model={model} ships its own modeling code (config.json has auto_map; real NTv2 "
         "checkpoints do): pass --trust-remote-code (teacher.trust_remote_code=true) to load it"
     )
+
+
+def _hub_snapshot(model: str) -> Path:
+    """The local snapshot folder of a hub model that from_pretrained just fetched (or a non-dir)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # no cache entry: fall back to hashing the state_dict
+        return Path("/nonexistent")
 
 
 def _fingerprint(local: Path, encoder: nn.Module) -> str:

@@ -1,0 +1,482 @@
+"""`had cache-teacher`: run the frozen teacher once over a genome into a sharded Zarr cache.
+
+    had cache-teacher --fasta hg38.fa --teacher InstaDeepAI/nucleotide-transformer-v2-500m-multi-species \\
+        --trust-remote-code --views 2 --rc --out /data/hg38-cache          # one worker per visible GPU
+    had cache-teacher ... --scheduler tcp://host:8786                      # an existing Dask cluster
+    had cache-teacher ... --dry-run                                        # the plan, nothing written
+    had cache-info /data/hg38-cache                                        # summary + checksum of every shard
+
+Items are window-views: item i is window i // V, view i % V, with V = views x (2 with --rc);
+views >= `mask.views` hold the reverse complement. A shard is a fixed range of items and one
+task: it fetches, tokenizes and masks its windows, runs the teacher in token-count batches,
+and writes every array's shard object at once, then its commit record. Re-running the same
+command skips committed shards and redoes the rest; `manifest.json` is written last.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import yaml
+
+from had.cache_store import Layout, Storage, read_commit, write_shard
+from had.cache_store import manifest as manifest_io
+from had.cache_store.layout import create_arrays
+from had.config import RunConfig, TeacherConfig, config_hash
+from had.data import alphabet
+from had.data.fasta import FastaFile, WindowTable, fasta_fingerprint, iter_windows
+from had.data.masking import grouping_mask
+from had.errors import HadError
+from had.teacher import Teacher, load_teacher
+
+PLAN_SAMPLE = 2048  # windows tokenized to estimate token counts in the plan
+RAW_BYTES_PER_DIM = {"fp16": 2.0, "bf16": 2.0, "int8": 1.0}
+
+
+@dataclass
+class Plan:
+    windows: WindowTable
+    layout: Layout
+    identity: dict  # everything that decides the stored values; compared on resume
+    sources: dict  # paths the values came from (not compared: files may move)
+    n_views: int
+    teacher_tokens: int  # CLS included (what the teacher runs on)
+    visible_tokens: int  # feature rows stored
+    exact: bool  # False: token counts extrapolated from PLAN_SAMPLE windows
+
+    def summary(self) -> dict:
+        d = self.layout.teacher_dim
+        return {
+            "windows": len(self.windows),
+            "windows_skipped_n": self.windows.n_skipped_n,
+            "views": self.n_views,
+            "items": self.layout.n_items,
+            "shards": self.layout.n_shards,
+            "teacher_tokens": self.teacher_tokens,
+            "visible_tokens": self.visible_tokens,
+            "token_counts": "exact" if self.exact else f"estimated from {PLAN_SAMPLE} windows",
+            "raw_feature_bytes": {k: int(self.visible_tokens * d * b) for k, b in RAW_BYTES_PER_DIM.items()},
+        }
+
+
+@dataclass
+class ShardJob:
+    """Everything a worker needs for one shard (small and picklable)."""
+
+    url: str
+    layout: Layout
+    teacher: dict  # TeacherConfig fields, dtype resolved
+    mask: dict  # MaskConfig fields
+    fasta: str
+    contigs: tuple[str, ...]
+    window_id: np.ndarray  # int64 [n_windows of the shard]
+    contig: np.ndarray
+    start: np.ndarray
+    first_window: int  # global index of the shard's first window
+    shard: int
+
+
+def run(cfg: RunConfig, dry_run: bool = False) -> dict:
+    """Build (or resume) the cache at cfg.cache.path; with dry_run only print and return the plan."""
+    plan = make_plan(cfg)
+    if dry_run:
+        summary = plan.summary() | _throughput_estimate(cfg, plan)
+        print(json.dumps(summary, indent=1))
+        return summary
+    storage = Storage(cfg.cache.path)
+    _prepare_store(storage, plan, cfg)
+    jobs = [_job(cfg, plan, s) for s in range(plan.layout.n_shards) if read_commit(storage, s) is None]
+    done = plan.layout.n_shards - len(jobs)
+    if done:
+        print(f"resuming: {done} of {plan.layout.n_shards} shards already committed")
+    if jobs:
+        if cfg.cache.scheduler or cfg.cache.workers > 1 or (cfg.cache.workers == 0 and _gpu_count() > 1):
+            _run_dask(cfg, plan, jobs)
+        else:
+            _run_local(jobs)
+    records = [read_commit(storage, s) for s in range(plan.layout.n_shards)]
+    missing = [s for s, r in enumerate(records) if r is None]
+    if missing:
+        raise HadError(f"{cfg.cache.path}: shards {missing[:10]} did not commit; re-run the same command to resume")
+    manifest = manifest_io.build(plan.identity | {"sources": plan.sources}, plan.layout, records)
+    manifest_io.write(storage, manifest)
+    print(f"cache written to {cfg.cache.path}: {plan.layout.n_items} items in {plan.layout.n_shards} shards, "
+          f"{manifest['totals']['nbytes'] / 1e6:.1f} MB")
+    return manifest
+
+
+def info(path: str, verify: bool = True) -> dict:
+    """Print a cache's manifest summary; with verify, re-check every shard's size and crc32c."""
+    manifest, layout = manifest_io.load(Storage(path))
+    keys = ("teacher", "layer", "teacher_dim", "feature_dtype", "window", "n_views", "n_windows", "n_items", "created")
+    for key in keys:
+        print(f"{key:>14}: {manifest.get(key)}")
+    print(f"{'shards':>14}: {layout.n_shards} x {layout.shard_items} items, {manifest['totals']['nbytes'] / 1e6:.1f} MB")
+    print(f"{'tokens':>14}: {manifest['totals']['n_tokens']} teacher, {manifest['totals']['n_visible']} visible")
+    report = {"manifest": manifest}
+    if verify:
+        report |= manifest_io.verify(path)
+        status = "ok" if report["ok"] else f"{len(report['bad'])} BAD: {report['bad'][:5]}"
+        print(f"{'verify':>14}: {status}")
+        if not report["ok"]:
+            raise HadError(f"{path}: {len(report['bad'])} shard object(s) failed verification")
+    return report
+
+
+def make_plan(cfg: RunConfig) -> Plan:
+    """Validate every input (genome, teacher, layer, window, options) and plan the cache; writes nothing."""
+    if cfg.mask.teacher_input not in ("masked", "full"):
+        raise HadError(f"mask.teacher_input={cfg.mask.teacher_input!r}: expected masked or full")
+    if cfg.mask.views < 1 or cfg.cache.shard_windows < 1:
+        raise HadError("mask.views and cache.shard_windows must be >= 1")
+    windows = iter_windows(cfg.genome)
+    if len(windows) == 0:
+        raise HadError(f"{cfg.genome.fasta}: no window of {cfg.genome.window} nt passes the filters "
+                       f"({windows.n_candidates} candidates, {windows.n_skipped_n} over genome.max_n_fraction)")
+    teacher = _teacher(_driver_teacher(cfg))
+    teacher.check_layer(cfg.teacher.layer)
+    if math.ceil(cfg.genome.window / 6) + 1 > teacher.max_tokens:
+        raise HadError(f"genome.window={cfg.genome.window}: ~{math.ceil(cfg.genome.window / 6) + 1} teacher tokens, "
+                       f"but {cfg.teacher.model} takes at most {teacher.max_tokens}")
+    n_views = cfg.mask.views * (2 if cfg.mask.reverse_complement else 1)
+    layout = Layout(
+        n_items=len(windows) * n_views,
+        window=cfg.genome.window,
+        teacher_dim=teacher.hidden_size,
+        feature_dtype=cfg.cache.feature_dtype,
+        shard_items=cfg.cache.shard_windows,
+        compression_level=cfg.cache.compression_level,
+    )
+    teacher_tokens, visible, exact = _count_tokens(cfg, windows, teacher, n_views)
+    genome = dataclasses.asdict(cfg.genome)
+    genome.pop("fasta")
+    genome["bed"] = fasta_fingerprint(cfg.genome.bed) if cfg.genome.bed else None
+    identity = {
+        "teacher": cfg.teacher.model,
+        "teacher_config_hash": teacher.config_hash,
+        "teacher_fingerprint": teacher.fingerprint,
+        "teacher_dtype": _resolved_teacher(cfg)["dtype"],
+        "vocab_hash": teacher.tokenizer.vocab_hash,
+        "layer": cfg.teacher.layer,
+        "teacher_dim": teacher.hidden_size,
+        "feature_dtype": cfg.cache.feature_dtype,
+        "mask": dataclasses.asdict(cfg.mask),
+        "n_views": n_views,
+        "window": cfg.genome.window,
+        "genome": genome | {"fasta_fingerprint": fasta_fingerprint(cfg.genome.fasta), "contig_names": list(windows.contigs)},
+        "n_windows": len(windows),
+        "n_items": layout.n_items,
+        "layout": layout.to_dict(),
+    }
+    identity = json.loads(json.dumps(identity))  # the form it takes in the store's attributes
+    sources = {"fasta": cfg.genome.fasta, "bed": cfg.genome.bed}
+    return Plan(windows, layout, identity, sources, n_views, teacher_tokens, visible, exact)
+
+
+def _prepare_store(storage: Storage, plan: Plan, cfg: RunConfig) -> None:
+    """Create the store, or check that an existing one was started with the same identity."""
+    import zarr
+
+    if storage.exists("zarr.json"):
+        existing = json.loads(storage.get("zarr.json")).get("attributes", {}).get("had", {})
+        diff = sorted(k for k in set(existing) | set(plan.identity) if existing.get(k) != plan.identity.get(k))
+        if diff and not cfg.cache.overwrite:
+            raise HadError(f"{cfg.cache.path} holds a cache written with a different config (differs in: "
+                           f"{', '.join(diff)}); use another cache.path, or cache.overwrite=true to replace it")
+        if not diff:
+            storage.remove_partials()
+            return
+        _remove_all(storage)
+    elif storage.list(""):
+        if not cfg.cache.overwrite:
+            raise HadError(f"{cfg.cache.path} exists and is not a had cache; choose an empty path or set cache.overwrite=true")
+        _remove_all(storage)
+    group = zarr.create_group(storage.zarr_store, zarr_format=3, attributes={"had": plan.identity})
+    create_arrays(group, plan.layout)
+    storage.put("config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
+
+
+def _remove_all(storage: Storage) -> None:
+    if storage.local:
+        import shutil
+
+        shutil.rmtree(storage.root)
+    else:
+        storage.fs.rm(storage.root, recursive=True)
+
+
+def _job(cfg: RunConfig, plan: Plan, shard: int) -> ShardJob:
+    items = plan.layout.shard_range(shard)
+    lo, hi = items.start // plan.n_views, (items.stop - 1) // plan.n_views + 1
+    w = plan.windows
+    return ShardJob(
+        url=cfg.cache.path, layout=plan.layout, teacher=_resolved_teacher(cfg), mask=dataclasses.asdict(cfg.mask),
+        fasta=cfg.genome.fasta, contigs=w.contigs, window_id=w.window_id[lo:hi], contig=w.contig[lo:hi],
+        start=w.start[lo:hi], first_window=lo, shard=shard,
+    )
+
+
+# --- work on one shard (runs in the driver or in a Dask worker) ---
+
+_TEACHERS: dict[str, Teacher] = {}
+_FASTAS: dict[str, FastaFile] = {}
+
+
+def _teacher(tcfg: dict) -> Teacher:
+    """The teacher for this config, loaded once per process."""
+    key = json.dumps(tcfg, sort_keys=True)
+    if key not in _TEACHERS:
+        _TEACHERS[key] = load_teacher(tcfg["model"], tcfg["trust_remote_code"], tcfg["dtype"], tcfg["device"])
+    return _TEACHERS[key]
+
+
+def _fasta(path: str) -> FastaFile:
+    if path not in _FASTAS:
+        _FASTAS[path] = FastaFile(path)
+    return _FASTAS[path]
+
+
+def prepare_items(job: ShardJob, teacher: Teacher) -> list[dict]:
+    """Fetch, tokenize and mask the shard's window-views; adds the teacher's input ids (CLS first)."""
+    fasta, tok, mask = _fasta(job.fasta), teacher.tokenizer, job.mask
+    n_views = mask["views"] * (2 if mask["reverse_complement"] else 1)
+    items, cached = [], {}
+    for i in job.layout.shard_range(job.shard):
+        w, view = divmod(i, n_views)
+        r = w - job.first_window
+        if r not in cached:
+            cached = {r: fasta.fetch(job.contigs[job.contig[r]], int(job.start[r]), int(job.start[r]) + job.layout.window)}
+        codes = cached[r]
+        if view >= mask["views"]:
+            codes = alphabet.reverse_complement(codes)
+        ids, spans = tok.tokenize(codes)
+        if len(ids) + 1 > teacher.max_tokens:
+            raise HadError(f"window {job.contigs[job.contig[r]]}:{job.start[r]} has {len(ids) + 1} teacher tokens, "
+                           f"more than {teacher.name} takes ({teacher.max_tokens}); lower genome.max_n_fraction")
+        token_masked, nt_mask = grouping_mask(ids, spans, len(codes), mask["ratio"], mask["seed"],
+                                              int(job.window_id[r]), view)
+        shown = np.where(token_masked, tok.mask_id, ids) if mask["teacher_input"] == "masked" else ids
+        items.append({"nucleotides": codes, "nt_mask": nt_mask, "spans": spans, "token_masked": token_masked,
+                      "input_ids": np.concatenate([[tok.cls_id], shown])})
+    return items
+
+
+def batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """Group item indices, sorted by length, so each padded batch has at most max_tokens tokens."""
+    out, current, width = [], [], 0
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        if current and max(width, lengths[i]) * (len(current) + 1) > max_tokens:
+            out.append(current)
+            current, width = [], 0
+        current.append(i)
+        width = max(width, lengths[i])
+    return out + [current] if current else out
+
+
+def pad_batch(items: list[dict], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad input ids: -> input_ids, attention_mask, both int64 [B, T]."""
+    width = max(len(item["input_ids"]) for item in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(items), width), dtype=torch.long)
+    for row, item in enumerate(items):
+        ids[row, : len(item["input_ids"])] = torch.from_numpy(item["input_ids"])
+        attn[row, : len(item["input_ids"])] = 1
+    return ids, attn
+
+
+def compute_features(items: list[dict], teacher: Teacher, layer: int, max_tokens: int) -> None:
+    """Run the teacher; sets item["features"] = float32 [n_vis, D], the visible tokens' rows in order."""
+    for batch in batches([len(item["input_ids"]) for item in items], max_tokens):
+        ids, attn = pad_batch([items[i] for i in batch], teacher.tokenizer.pad_id)
+        feats = teacher.features(ids, attn, layer).float().cpu().numpy()
+        for row, i in enumerate(batch):
+            n = len(items[i]["spans"])
+            items[i]["features"] = feats[row, 1: 1 + n][~items[i]["token_masked"]]
+
+
+def compute_shard(job: ShardJob) -> dict:
+    """Dask task: compute and write one shard; returns its commit record (idempotent)."""
+    storage = Storage(job.url)
+    record = read_commit(storage, job.shard)
+    if record is not None:
+        return record
+    teacher = _teacher(job.teacher)
+    items = prepare_items(job, teacher)
+    compute_features(items, teacher, job.teacher["layer"], job.teacher["max_tokens_per_batch"])
+    return _write(storage, job, items)
+
+
+def _write(storage: Storage, job: ShardJob, items: list[dict]) -> dict:
+    try:
+        return write_shard(storage, job.layout, job.shard, items)
+    except OSError as e:
+        raise HadError(f"writing shard {job.shard} to {job.url} failed: {e}; committed shards are kept, "
+                       "re-run the same command to resume") from e
+
+
+def _run_local(jobs: list[ShardJob]) -> None:
+    """In-process pipeline: prepare shard k+1 and write shard k-1 in threads while the teacher runs shard k."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    teacher = _teacher(jobs[0].teacher)
+    storage = Storage(jobs[0].url)
+    progress = _Progress(sum(len(j.layout.shard_range(j.shard)) for j in jobs))
+    with ThreadPoolExecutor(1) as prep_pool, ThreadPoolExecutor(1) as write_pool:
+        pending_prep = prep_pool.submit(prepare_items, jobs[0], teacher)
+        pending_write = None
+        for k, job in enumerate(jobs):
+            items = pending_prep.result()
+            if k + 1 < len(jobs):
+                pending_prep = prep_pool.submit(prepare_items, jobs[k + 1], teacher)
+            compute_features(items, teacher, job.teacher["layer"], job.teacher["max_tokens_per_batch"])
+            if pending_write is not None:
+                progress.update(pending_write.result())
+            pending_write = write_pool.submit(_write, storage, job, items)
+        progress.update(pending_write.result())
+    progress.close()
+
+
+class _Progress:
+    def __init__(self, total_items: int):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total_items, unit="window", desc="cache-teacher", mininterval=1.0)
+        self.t0, self.tokens = time.perf_counter(), 0
+
+    def update(self, record: dict) -> None:
+        self.tokens += record["n_tokens"] + record["n_items"]  # + CLS
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        self.bar.update(record["n_items"])
+        self.bar.set_postfix(windows_s=f"{self.bar.n / elapsed:.1f}", tokens_s=f"{self.tokens / elapsed:.0f}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _run_dask(cfg: RunConfig, plan: Plan, jobs: list[ShardJob]) -> None:
+    """One task per shard on an existing scheduler, or a LocalCluster (one worker per GPU, or N CPU workers)."""
+    import dask
+    from distributed import Client, LocalCluster, as_completed
+
+    gpus = _gpu_count()
+    # A shard whose task kills its worker this many times fails the run instead of killing workers forever.
+    dask.config.set({"distributed.scheduler.allowed-failures": 3})
+    if cfg.cache.scheduler:
+        client, cluster = Client(cfg.cache.scheduler), None
+        workers = client.scheduler_info()["workers"].values()
+        use_gpu = any("GPU" in w.get("resources", {}) for w in workers)
+    elif cfg.cache.workers == 0 and gpus:
+        cluster, use_gpu = _GPUCluster(range(gpus)), True
+        client = Client(cluster)
+    else:
+        cluster = LocalCluster(n_workers=cfg.cache.workers or 1, threads_per_worker=1, processes=True,
+                               dashboard_address=":0", memory_limit=0)
+        client, use_gpu = Client(cluster), False
+    try:
+        import bokeh  # noqa: F401
+
+        print(f"Dask dashboard: {client.dashboard_link}")
+    except ImportError:
+        pass
+    tag = config_hash(plan.identity)[:8]
+    futures = client.map(compute_shard, jobs, key=[f"shard-{j.shard:06d}-{tag}" for j in jobs],
+                         resources={"GPU": 1} if use_gpu else None, retries=1)
+    progress = _Progress(sum(len(j.layout.shard_range(j.shard)) for j in jobs))
+    try:
+        pending = as_completed(futures)
+        del futures  # hold each future only until it completes (lost results would be recomputed)
+        for future in pending:
+            progress.update(future.result())
+            future.release()
+    finally:
+        progress.close()
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _gpu_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+class _GPUCluster:
+    """LocalCluster with one single-threaded worker process per GPU, pinned by CUDA_VISIBLE_DEVICES."""
+
+    def __new__(cls, gpus):
+        from distributed import LocalCluster
+
+        class GPUCluster(LocalCluster):
+            def __init__(self, gpus):
+                self._gpus = list(gpus)
+                super().__init__(n_workers=0, processes=True, threads_per_worker=1,
+                                 dashboard_address=":0", memory_limit=0)
+                self.scale(len(self._gpus))
+
+            def new_worker_spec(self):
+                name = min(set(self._gpus) - set(self.worker_spec))
+                spec = copy.deepcopy(self.new_spec)
+                spec["options"].update(env={"CUDA_VISIBLE_DEVICES": str(name)}, resources={"GPU": 1}, name=name)
+                return {name: spec}
+
+        return GPUCluster(gpus)
+
+
+# --- plan helpers ---
+
+def _resolved_teacher(cfg: RunConfig) -> dict:
+    """TeacherConfig fields with device and dtype resolved (they decide the values, so they are recorded)."""
+    t: TeacherConfig = cfg.teacher
+    device = t.device if t.device != "auto" else ("cuda" if _gpu_count() or cfg.cache.scheduler else "cpu")
+    dtype = t.dtype if t.dtype != "auto" else ("bf16" if device.startswith("cuda") else "fp32")
+    return dataclasses.asdict(t) | {"device": device, "dtype": dtype}
+
+
+def _driver_teacher(cfg: RunConfig) -> dict:
+    """The teacher config the driver validates with: on CPU unless the driver itself has a GPU."""
+    tcfg = _resolved_teacher(cfg)
+    return tcfg if _gpu_count() or tcfg["device"] == "cpu" else tcfg | {"device": "cpu"}
+
+
+def _count_tokens(cfg: RunConfig, windows: WindowTable, teacher: Teacher, n_views: int) -> tuple[int, int, bool]:
+    """(teacher tokens incl. CLS, visible tokens) over all items, from up to PLAN_SAMPLE windows."""
+    fasta = _fasta(cfg.genome.fasta)
+    sample = np.unique(np.linspace(0, len(windows) - 1, min(PLAN_SAMPLE, len(windows))).astype(np.int64))
+    tokens = visible = 0
+    for r in sample:
+        contig, start, end = windows.locus(int(r))
+        ids, spans = teacher.tokenizer.tokenize(fasta.fetch(contig, start, end))
+        # Token counts are the same for a window and its reverse complement (same N runs).
+        masked, _ = grouping_mask(ids, spans, end - start, cfg.mask.ratio, cfg.mask.seed, 0, 0)
+        tokens += len(ids) + 1
+        visible += len(ids) - int(masked.sum())
+    scale = len(windows) * n_views / len(sample)
+    return round(tokens * scale), round(visible * scale), len(sample) == len(windows)
+
+
+def _throughput_estimate(cfg: RunConfig, plan: Plan) -> dict:
+    """Time the teacher on a few real batches of this plan to estimate device-hours for the whole run."""
+    tcfg = _driver_teacher(cfg)
+    teacher = _teacher(tcfg)
+    n = min(plan.layout.n_items, 32)
+    job = _job(cfg, plan, 0)
+    job.layout = dataclasses.replace(plan.layout, n_items=n, shard_items=n)
+    items = prepare_items(job, teacher)
+    compute_features(items[:2], teacher, cfg.teacher.layer, tcfg["max_tokens_per_batch"])  # warm-up
+    t0 = time.perf_counter()
+    compute_features(items, teacher, cfg.teacher.layer, tcfg["max_tokens_per_batch"])
+    if teacher.device.type == "cuda":
+        torch.cuda.synchronize()
+    rate = sum(len(item["input_ids"]) for item in items) / (time.perf_counter() - t0)
+    return {
+        "measured_tokens_per_s": round(rate),
+        "measured_on": f"{teacher.device} ({tcfg['dtype']})",
+        "estimated_device_hours": round(plan.teacher_tokens / rate / 3600, 3),
+    }
