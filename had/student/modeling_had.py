@@ -160,6 +160,8 @@ class HadPreTrainedModel(PreTrainedModel):
     config_class = HadConfig
     base_model_prefix = "had"
     supports_gradient_checkpointing = False
+    # a `had train` model/ dir holds the pretraining heads; encoder and classifier loads drop them
+    _keys_to_ignore_on_load_unexpected = [r"^(distill_head|decoder|mlm_head)\."]
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

@@ -1,0 +1,130 @@
+"""`had train` end to end on CPU: resume exactness, outputs, data order, cache checks."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "student"))
+from fake_cache import TINY_STUDENT, FakeCache  # noqa: E402
+
+import had.cache_store.reader  # noqa: E402
+from had.config import load_config  # noqa: E402
+from had.errors import HadError  # noqa: E402
+from had.pipeline import train  # noqa: E402
+from had.student import HadModel  # noqa: E402
+
+WINDOW = 48
+
+
+@pytest.fixture
+def fake_cache(monkeypatch):
+    """Route CacheReader(path) to in-memory caches registered by path."""
+    caches = {}
+    monkeypatch.setattr(had.cache_store.reader, "CacheReader", lambda path: caches[path])
+    return caches
+
+
+def _cfg(out, steps=4, **train_kw):
+    cfg = load_config("tiny", {
+        "cache.path": "fake", "genome.window": WINDOW, "train.out": str(out), "train.steps": steps,
+        "train.batch_size": 8, "train.micro_batch_size": 4, "train.log_every": 1, "train.checkpoint_every": 2,
+        "train.num_workers": 0, "train.lr": 3e-3, **{f"train.{k}": v for k, v in train_kw.items()},
+    })
+    cfg.student = dict(TINY_STUDENT, n_gdn_layers=1)
+    return cfg
+
+
+def _metrics(out):
+    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_resume_is_exact(tmp_path, fake_cache, monkeypatch):
+    fake_cache["fake"] = FakeCache(n_items=20, window=WINDOW)  # 20 items: steps straddle epochs
+    straight = train.run(_cfg(tmp_path / "a"))
+
+    save = train._save_checkpoint
+
+    def save_then_die(path, *args):
+        save(path, *args)
+        if path.name == "step-2":
+            raise Killed
+
+    monkeypatch.setattr(train, "_save_checkpoint", save_then_die)
+    with pytest.raises(Killed):
+        train.run(_cfg(tmp_path / "b"))
+    monkeypatch.setattr(train, "_save_checkpoint", save)
+    with pytest.raises(HadError, match="--resume"):
+        train.run(_cfg(tmp_path / "b"))
+    resumed = train.run(_cfg(tmp_path / "b", resume=True))
+
+    a, b = _metrics(tmp_path / "a"), _metrics(tmp_path / "b")
+    assert [m["step"] for m in b] == [m["step"] for m in a] == list(range(1, 5))
+    for ma, mb in zip(a, b):
+        for key in ("loss", "loss_distill", "loss_recon", "lr", "grad_norm"):
+            assert mb[key] == pytest.approx(ma[key], rel=1e-6, abs=1e-7), (ma["step"], key)
+    wa, wb = HadModel.from_pretrained(straight).state_dict(), HadModel.from_pretrained(resumed).state_dict()
+    for name in wa:
+        torch.testing.assert_close(wb[name], wa[name], rtol=0, atol=0)
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["step-2", "step-4"]
+
+
+def test_outputs_and_logged_metrics(tmp_path, fake_cache):
+    fake_cache["fake"] = FakeCache(n_items=16, window=WINDOW)
+    model_dir = train.run(_cfg(tmp_path, steps=5, keep_checkpoints=1))
+    assert model_dir == tmp_path / "model"
+    assert isinstance(AutoModel.from_pretrained(model_dir), HadModel)
+    assert load_config(str(tmp_path / "config.yaml")).student["d_model"] == TINY_STUDENT["d_model"]
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-5"]
+    rows = _metrics(tmp_path)
+    assert {"step", "loss", "loss_distill", "loss_recon", "lr", "grad_norm", "nt_per_s", "data_wait"} <= set(rows[0])
+    for r in rows:
+        assert r["loss"] == pytest.approx(r["loss_distill"] + r["loss_recon"], rel=1e-5)
+        assert 0 <= r["data_wait"] <= 1 and r["nt_per_s"] > 0
+    # warmup to the peak lr (10% of 5 steps -> 1 step), then cosine decay from the peak
+    lrs = [r["lr"] for r in rows]
+    assert lrs[0] == lrs[1] == pytest.approx(3e-3) and lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[2]
+
+
+def test_sampler_order_is_a_function_of_step():
+    n, steps = 13, 5
+    full = list(train.StepBatchSampler(n, 8, 2, 0, 1, seed=1, start_step=0, steps=steps))
+    late = list(train.StepBatchSampler(n, 8, 2, 0, 1, seed=1, start_step=2, steps=steps))
+    assert late == full[2 * 4:]
+    # every epoch is a permutation of the items
+    flat = np.concatenate(full)
+    for e in range(len(flat) // n):
+        assert sorted(flat[e * n:(e + 1) * n]) == list(range(n))
+    # two ranks split each global batch into disjoint halves of the single-rank stream
+    ranks = [list(train.StepBatchSampler(n, 8, 2, r, 2, seed=1, start_step=0, steps=steps)) for r in (0, 1)]
+    for s in range(steps):
+        single = np.concatenate(full[4 * s:4 * s + 4])
+        both = np.concatenate(ranks[0][2 * s:2 * s + 2] + ranks[1][2 * s:2 * s + 2])
+        np.testing.assert_array_equal(both, single)
+
+
+def test_refuses_mismatched_cache(tmp_path, fake_cache):
+    fake_cache["fake"] = FakeCache(n_items=8, window=WINDOW, teacher_dim=24)
+    cfg = _cfg(tmp_path)
+    cfg.student["teacher_dim"] = 32
+    with pytest.raises(HadError, match="24-dim.*teacher_dim is 32"):
+        train.run(cfg)
+    cfg = _cfg(tmp_path)
+    cfg.genome.window = 64
+    with pytest.raises(HadError, match="genome.window"):
+        train.run(cfg)
+    cfg = _cfg(tmp_path)
+    cfg.student["n_layers"] = 2
+    with pytest.raises(HadError, match="n_layers"):
+        train.run(cfg)
+    cfg = _cfg(tmp_path, batch_size=6)
+    with pytest.raises(HadError, match="train.batch_size"):
+        train.run(cfg)

@@ -1,0 +1,39 @@
+"""In-memory cache items in the exact "Cache item" format (ARCHITECTURE.md), for tests without a cache.
+
+Tokens, spans and masks come from the real NTv2 tokenizer and grouping mask; the teacher features
+are a fixed random embedding of each visible token's id, so the distillation target is learnable.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from had.data.masking import grouping_mask
+from had.data.tokenizer import NTv2Tokenizer
+
+TINY_STUDENT = dict(d_model=32, n_gdn_layers=2, n_heads=2, head_dim=16, mlp_hidden=64, attn_heads=2,
+                    decoder_heads=2, conv_size=4, gdn_impl="torch")
+
+
+class FakeCache:
+    """len() window-views of `window` nt whose teacher features have `teacher_dim` dims."""
+
+    def __init__(self, n_items: int = 32, window: int = 64, teacher_dim: int = 24, seed: int = 0,
+                 n_fraction: float = 0.02):
+        self.tok = NTv2Tokenizer.default()
+        rng = np.random.default_rng(seed)
+        self.table = rng.standard_normal((self.tok.vocab_size, teacher_dim)).astype(np.float32)
+        self.seqs = rng.integers(0, 4, size=(n_items, window)).astype(np.uint8)
+        self.seqs[rng.random((n_items, window)) < n_fraction] = 4  # some N: single-nt teacher tokens
+        self.manifest = {"teacher_dim": teacher_dim, "window": window, "vocab_hash": self.tok.vocab_hash,
+                         "teacher": "fake", "layer": -1, "feature_dtype": "fp32", "n_items": n_items}
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def __getitem__(self, i: int) -> dict:
+        nuc = self.seqs[i]
+        ids, spans = self.tok.tokenize(nuc)
+        token_masked, nt_mask = grouping_mask(ids, spans, len(nuc), 0.15, self.seed, i, 0)
+        return {"nucleotides": nuc, "nt_mask": nt_mask, "spans": spans, "token_masked": token_masked,
+                "features": self.table[ids[~token_masked]]}
