@@ -64,18 +64,25 @@ class Teacher:
     def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int = -1) -> torch.Tensor:
         """Hidden states of one layer: input_ids, attention_mask [B, T] -> [B, T, D] (model dtype).
 
+        Layers other than -1 are taken with a forward hook on the block itself, because what
+        ``output_hidden_states`` returns for the last entry differs between model codes
+        (built-in ESM in transformers 5 gives the normed state, NTv2's own code the raw one).
         Right padding with ``attention_mask == 0`` does not change the real tokens' outputs
         beyond float rounding (ESM position ids count real tokens only).
         """
         self.check_layer(layer)
         device = self.device
-        out = self.encoder(
-            input_ids=input_ids.to(device),
-            attention_mask=attention_mask.to(device),
-            output_hidden_states=layer != -1,
-            return_dict=True,
-        )
-        return out.last_hidden_state if layer == -1 else out.hidden_states[layer]
+        kwargs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+        if layer == -1:
+            return self.encoder(**kwargs, return_dict=True).last_hidden_state
+        module = self.encoder.embeddings if layer == 0 else self.encoder.encoder.layer[layer - 1]
+        captured = []
+        handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out[0] if isinstance(out, tuple) else out))
+        try:
+            self.encoder(**kwargs, return_dict=True)
+        finally:
+            handle.remove()
+        return captured[0]
 
 
 def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto", device: str = "auto") -> Teacher:

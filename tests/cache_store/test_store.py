@@ -1,0 +1,161 @@
+"""Cache store: shard objects, commit records, manifest, direct reader, verify.
+
+Independent references: zarr-python reading the same shard objects, numpy/torch dtype
+casts, and the items as they were handed to the writer.
+"""
+import json
+import os
+import pickle
+import uuid
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from had.cache_store import CacheReader, Layout, Storage, verify, write_shard
+from had.cache_store import manifest as manifest_io
+from had.cache_store.layout import create_arrays
+from had.errors import HadError
+
+
+def _items(rng, n_items, length, dim, outliers=False):
+    items = []
+    for _ in range(n_items):
+        n = int(rng.integers(length // 6, length))  # up to L tokens: spills into several feature chunks
+        masked = rng.random(n) < 0.2
+        feats = rng.normal(size=(int((~masked).sum()), dim)).astype(np.float32)
+        if outliers:
+            feats[:, :2] *= 40.0
+        items.append({
+            "nucleotides": rng.integers(0, 5, length).astype(np.uint8),
+            "nt_mask": rng.random(length) < 0.15,
+            "spans": np.stack([np.arange(n), np.ones(n)], 1).astype(np.int32),
+            "token_masked": masked,
+            "features": feats,
+        })
+    return items
+
+
+def _write_cache(url, items, layout):
+    storage = Storage(url)
+    create_arrays(zarr.create_group(storage.zarr_store, zarr_format=3, overwrite=True), layout)
+    records = [write_shard(storage, layout, s, [items[i] for i in layout.shard_range(s)])
+               for s in range(layout.n_shards)]
+    manifest_io.write(storage, manifest_io.build({"n_items": layout.n_items}, layout, records))
+    return storage
+
+
+@pytest.fixture(params=["local", "memory"])
+def url(request, tmp_path):
+    return str(tmp_path / "cache") if request.param == "local" else f"memory://{uuid.uuid4().hex}"
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "bf16", "int8"])
+def test_round_trip_against_zarr_and_dtype_casts(url, dtype):
+    rng = np.random.default_rng(0)
+    layout = Layout(n_items=11, window=48, teacher_dim=16, feature_dtype=dtype, shard_items=4, token_chunk=8)
+    items = _items(rng, 11, 48, 16)
+    _write_cache(url, items, layout)
+    reader = CacheReader(url)
+    group = zarr.open_group(Storage(url).zarr_store, mode="r")
+    assert len(reader) == 11
+    for i, item in enumerate(items):
+        got = reader[i]
+        for key in ("nucleotides", "nt_mask", "spans", "token_masked"):
+            assert got[key].dtype == item[key].dtype and np.array_equal(got[key], item[key]), key
+        n, n_vis = len(item["spans"]), len(item["features"])
+        assert got["features"].shape == (n_vis, 16) and got["features"].dtype == np.float32
+        # zarr-python reads the same objects: shard format and padding as specified.
+        assert np.array_equal(group["spans"][i, :n], item["spans"])
+        assert np.all(group["spans"][i, n:] == -1)
+        assert np.array_equal(group["nucleotides"][i], item["nucleotides"])
+        stored = group["features"][i, :n_vis]
+        if dtype == "fp16":
+            assert np.array_equal(got["features"], item["features"].astype(np.float16).astype(np.float32))
+            assert np.array_equal(stored, item["features"].astype(np.float16))
+            assert np.isnan(group["features"][i, n_vis:]).all()
+        elif dtype == "bf16":
+            ref = torch.from_numpy(item["features"]).to(torch.bfloat16)
+            assert np.array_equal(got["features"], ref.float().numpy())
+            assert np.array_equal(stored.view(np.int16), ref.view(torch.int16).numpy())
+        else:
+            assert np.all(group["features"][i, n_vis:] == -128)
+            cos = np.sum(got["features"] * item["features"], 1) / (
+                np.linalg.norm(got["features"], axis=1) * np.linalg.norm(item["features"], axis=1))
+            assert cos.min() > 0.99
+    with pytest.raises(IndexError):
+        reader[11]
+    assert np.array_equal(reader[-1]["spans"], items[-1]["spans"])
+
+
+def test_int8_standardised_cosine_with_outlier_channels(tmp_path):
+    rng = np.random.default_rng(1)
+    layout = Layout(n_items=8, window=240, teacher_dim=64, feature_dtype="int8", shard_items=8)
+    items = _items(rng, 8, 240, 64, outliers=True)
+    _write_cache(str(tmp_path / "c"), items, layout)
+    reader = CacheReader(str(tmp_path / "c"))
+    ref = np.concatenate([it["features"] for it in items])
+    got = np.concatenate([reader[i]["features"] for i in range(8)])
+    mu, sd = ref.mean(0), ref.std(0)
+    a, b = (ref - mu) / sd, (got - mu) / sd
+    std_cos = np.mean(np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)))
+    assert std_cos > 0.999
+
+
+def test_reader_refuses_missing_manifest_and_uncommitted_shards(tmp_path):
+    rng = np.random.default_rng(2)
+    layout = Layout(n_items=6, window=24, teacher_dim=4, shard_items=3)
+    path = str(tmp_path / "c")
+    storage = _write_cache(path, _items(rng, 6, 24, 4), layout)
+    manifest = storage.get("manifest.json")
+    storage.delete("manifest.json")
+    with pytest.raises(HadError, match="manifest.json not found"):
+        CacheReader(path)
+    storage.put("manifest.json", b"{not json")
+    with pytest.raises(HadError, match="unreadable manifest"):
+        CacheReader(path)
+    storage.put("manifest.json", manifest)
+    storage.delete("_commit/shard-000001.json")
+    with pytest.raises(HadError, match="not committed"):
+        CacheReader(path)
+    broken = json.loads(manifest)
+    broken["shards"] = broken["shards"][:1]
+    storage.put("manifest.json", json.dumps(broken).encode())
+    with pytest.raises(HadError, match="does not cover"):
+        CacheReader(path)
+
+
+def test_missing_shard_object_and_corruption_are_detected(tmp_path):
+    rng = np.random.default_rng(3)
+    layout = Layout(n_items=6, window=24, teacher_dim=4, shard_items=3)
+    path = str(tmp_path / "c")
+    _write_cache(path, _items(rng, 6, 24, 4), layout)
+    assert verify(path)["ok"]
+    feats = tmp_path / "c" / "features" / "c" / "1" / "0" / "0"
+    data = bytearray(feats.read_bytes())
+    data[3] ^= 0xFF
+    feats.write_bytes(bytes(data))
+    report = verify(path)
+    assert not report["ok"] and report["bad"] == [(1, "features", "size or crc32c mismatch")]
+    os.remove(feats)
+    assert CacheReader(path)[0]["features"].shape[1] == 4  # shard 0 is intact
+    with pytest.raises(HadError, match="damaged"):
+        CacheReader(path)[4]
+
+
+def test_local_writes_are_atomic_and_reader_survives_pickle_and_fork(tmp_path):
+    rng = np.random.default_rng(4)
+    layout = Layout(n_items=8, window=24, teacher_dim=4, shard_items=4)
+    items = _items(rng, 8, 24, 4)
+    path = str(tmp_path / "c")
+    _write_cache(path, items, layout)
+    assert not [f for _, _, fs in os.walk(path) for f in fs if f.endswith(".partial")]
+    reader = CacheReader(path)
+    reader[0]  # opens descriptors in the parent
+    clone = pickle.loads(pickle.dumps(reader))
+    assert np.array_equal(clone[5]["features"], reader[5]["features"])
+    loader = torch.utils.data.DataLoader(reader, batch_size=None, num_workers=2,
+                                         multiprocessing_context="fork")
+    for i, item in enumerate(loader):
+        assert np.array_equal(item["spans"].numpy(), items[i]["spans"])
