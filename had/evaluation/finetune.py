@@ -116,10 +116,12 @@ def finetune(backbone: Backbone, data: PreparedTask, lr: float, seed: int, proto
     if val is None:
         train_rows, val_rows = train_val_split(len(train), protocol.val_fraction, seed)
         train, val = _subset(train, train_rows), _subset(train, val_rows)
-    torch.manual_seed(seed)  # head init and dropout
+    torch.manual_seed(seed)  # dropout, if the encoder has any
     order = torch.Generator().manual_seed(seed)
     n_classes = data.task.n_classes
-    model = SequenceClassifier(backbone.fresh_encoder(), backbone.hidden_size, n_classes).to(device)
+    model = SequenceClassifier(backbone.fresh_encoder(), backbone.hidden_size, n_classes)
+    _init_head(model.head, seed)
+    model.to(device)
     optimizer = torch.optim.AdamW(_param_groups(model, protocol.weight_decay), lr=lr)
     steps_per_epoch = math.ceil(len(train) / protocol.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -180,6 +182,16 @@ def warmup_cosine(total_steps: int, warmup_fraction: float):
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+def _init_head(head: torch.nn.Linear, seed: int) -> None:
+    """nn.Linear's default init, drawn from a generator of the run's own: runs sharing a process
+    (Dask threads) cannot disturb each other's initialisation through the global RNG."""
+    g = torch.Generator().manual_seed(seed)
+    bound = 1 / math.sqrt(head.in_features)
+    with torch.no_grad():
+        head.weight.uniform_(-bound, bound, generator=g)
+        head.bias.uniform_(-bound, bound, generator=g)
 
 
 def _subset(split: Encoded, rows: torch.Tensor) -> Encoded:
