@@ -138,14 +138,14 @@ def make_plan(cfg: RunConfig) -> Plan:
     if cfg.mask.views < 1 or cfg.cache.shard_windows < 1:
         raise HadError("mask.views and cache.shard_windows must be >= 1")
     windows = iter_windows(cfg.genome)
-    if len(windows) == 0:
-        raise HadError(f"{cfg.genome.fasta}: no window of {cfg.genome.window} nt passes the filters "
-                       f"({windows.n_candidates} candidates, {windows.n_skipped_n} over genome.max_n_fraction)")
     teacher = _teacher(_driver_teacher(cfg))
     teacher.check_layer(cfg.teacher.layer)
     if math.ceil(cfg.genome.window / 6) + 1 > teacher.max_tokens:
         raise HadError(f"genome.window={cfg.genome.window}: ~{math.ceil(cfg.genome.window / 6) + 1} teacher tokens, "
                        f"but {cfg.teacher.model} takes at most {teacher.max_tokens}")
+    if len(windows) == 0:
+        raise HadError(f"{cfg.genome.fasta}: no window of {cfg.genome.window} nt passes the filters "
+                       f"({windows.n_candidates} candidates, {windows.n_skipped_n} over genome.max_n_fraction)")
     n_views = cfg.mask.views * (2 if cfg.mask.reverse_complement else 1)
     layout = Layout(
         n_items=len(windows) * n_views,
@@ -466,8 +466,7 @@ def _throughput_estimate(cfg: RunConfig, plan: Plan) -> dict:
     tcfg = _driver_teacher(cfg)
     teacher = _teacher(tcfg)
     n = min(plan.layout.n_items, 32)
-    job = _job(cfg, plan, 0)
-    job.layout = dataclasses.replace(plan.layout, n_items=n, shard_items=n)
+    job = _job(cfg, dataclasses.replace(plan, layout=dataclasses.replace(plan.layout, n_items=n, shard_items=n)), 0)
     items = prepare_items(job, teacher)
     compute_features(items[:2], teacher, cfg.teacher.layer, tcfg["max_tokens_per_batch"])  # warm-up
     t0 = time.perf_counter()

@@ -1,0 +1,268 @@
+"""`had cache-teacher` end to end on a tiny genome with the tiny teacher (CPU).
+
+References are independent of the pipeline: the FASTA re-read by hand, HF's own
+EsmModel forward on one window at a time, zarr-python, and an uninterrupted run.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import EsmForMaskedLM
+
+from had.cache_store import CacheReader, Storage
+from had.config import load_config
+from had.data.masking import grouping_mask
+from had.data.tokenizer import NTv2Tokenizer
+from had.errors import HadError
+from had.pipeline import cache_teacher
+from had.teacher import build_tiny_teacher
+
+WINDOW = 96
+CODE = {b: i for i, b in enumerate("ACGT")}
+COMPLEMENT = [3, 2, 1, 0, 4]
+
+
+def _random_contig(rng, n):
+    seq = list("".join(rng.choice(list("ACGT"), n)))
+    seq[100:130] = "N" * 30  # an N run: its own tokens, cuts 6-mer runs
+    seq[400:460] = [c.lower() for c in seq[400:460]]  # soft-masked
+    seq[700] = "R"  # IUPAC -> N
+    return "".join(seq)
+
+
+@pytest.fixture(scope="module")
+def genome(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    contigs = {"chrA": _random_contig(rng, 1500), "chrB": _random_contig(rng, 960)}
+    path = tmp_path_factory.mktemp("genome") / "g.fa"
+    path.write_text("".join(f">{n} test\n" + "\n".join(s[i:i + 60] for i in range(0, len(s), 60)) + "\n"
+                            for n, s in contigs.items()))
+    return path, contigs
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    return build_tiny_teacher(tmp_path_factory.mktemp("teacher"), hidden_size=32, num_layers=2, num_heads=4)
+
+
+def make_cfg(genome, teacher_dir, out, **overrides):
+    base = {"genome.fasta": str(genome[0]), "genome.window": WINDOW, "teacher.model": str(teacher_dir),
+            "teacher.device": "cpu", "teacher.dtype": "fp32", "teacher.max_tokens_per_batch": 512,
+            "mask.views": 1, "mask.reverse_complement": True, "cache.path": str(out),
+            "cache.shard_windows": 10, "cache.workers": 1}
+    return load_config(None, base | overrides)
+
+
+@pytest.fixture(scope="module")
+def reference(genome, teacher_dir, tmp_path_factory):
+    """An uninterrupted run that other tests compare against."""
+    out = tmp_path_factory.mktemp("ref") / "cache"
+    cache_teacher.run(make_cfg(genome, teacher_dir, out))
+    return out
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    """Every file of a cache; manifest without its timestamp, config.yaml (holds the path) left out."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.name != "config.yaml":
+            data = path.read_bytes()
+            if path.name == "manifest.json":
+                manifest = json.loads(data)
+                manifest.pop("created")
+                data = json.dumps(manifest, sort_keys=True).encode()
+            out[str(path.relative_to(root))] = data
+    return out
+
+
+def test_items_equal_fasta_tokenizer_masks_and_a_direct_teacher_forward(genome, teacher_dir, reference):
+    reader = CacheReader(str(reference))
+    tok = NTv2Tokenizer.from_dir(teacher_dir)
+    model = EsmForMaskedLM.from_pretrained(teacher_dir).esm.eval()
+    windows = [(name, s) for name, seq in genome[1].items() for s in range(0, len(seq) - WINDOW + 1, WINDOW)]
+    assert len(reader) == 2 * len(windows) and reader.manifest["n_items"] == len(reader)
+    assert reader.manifest["teacher_dim"] == 32 and reader.manifest["window"] == WINDOW
+    for i in range(len(reader)):
+        item = reader[i]
+        w, view = divmod(i, 2)
+        name, start = windows[w]
+        codes = np.array([CODE.get(c, 4) for c in genome[1][name][start:start + WINDOW].upper()], np.uint8)
+        if view == 1:
+            codes = np.array([COMPLEMENT[c] for c in codes[::-1]], np.uint8)
+        assert np.array_equal(item["nucleotides"], codes)
+        ids, spans = tok.tokenize(codes)
+        assert np.array_equal(item["spans"], spans)
+        masked, _ = grouping_mask(ids, spans, WINDOW, 0.15, 0, w, view)
+        assert np.array_equal(item["token_masked"], masked)
+        expected_nt = np.zeros(WINDOW, bool)
+        for (s, n) in spans[masked]:
+            assert n == 6
+            expected_nt[s:s + n] = True
+        assert np.array_equal(item["nt_mask"], expected_nt)
+        shown = np.concatenate([[tok.cls_id], np.where(masked, tok.mask_id, ids)])
+        with torch.no_grad():
+            direct = model(input_ids=torch.from_numpy(shown)[None]).last_hidden_state[0, 1:].numpy()
+        visible = direct[~masked]
+        assert item["features"].shape == visible.shape
+        np.testing.assert_allclose(item["features"], visible, atol=2e-3, rtol=2e-3)  # fp16 storage
+
+
+def test_rerun_is_a_no_op_and_other_configs_are_refused(genome, teacher_dir, reference, tmp_path):
+    out = tmp_path / "cache"
+    cache_teacher.run(make_cfg(genome, teacher_dir, out))
+    before = _files(out)
+    assert before == _files(reference)
+    cache_teacher.run(make_cfg(genome, teacher_dir, out))  # resume: everything committed
+    assert _files(out) == before
+    with pytest.raises(HadError, match="differs in: mask"):
+        cache_teacher.run(make_cfg(genome, teacher_dir, out, **{"mask.ratio": 0.3}))
+    other = build_tiny_teacher(tmp_path / "other", hidden_size=32, num_layers=2, num_heads=4, seed=7)
+    with pytest.raises(HadError, match="teacher_fingerprint"):
+        cache_teacher.run(make_cfg(genome, teacher_dir, out, **{"teacher.model": str(other)}))
+    assert _files(out) == before  # untouched
+    cache_teacher.run(make_cfg(genome, teacher_dir, out, **{"mask.ratio": 0.3, "cache.overwrite": True}))
+    assert CacheReader(str(out)).manifest["mask"]["ratio"] == 0.3
+
+
+def test_bad_inputs_fail_clearly_and_touch_nothing(genome, teacher_dir, tmp_path):
+    out = tmp_path / "cache"
+    cache_teacher.run(make_cfg(genome, teacher_dir, out, **{"cache.shard_windows": 50}))
+    before = _files(out)
+    empty, garbled = tmp_path / "empty.fa", tmp_path / "garbled.fa"
+    empty.write_text("")
+    garbled.write_text(">chr1\nACGT\x00\x01##12\n")
+    cases = {
+        "empty FASTA": ({"genome.fasta": str(empty)}, str(empty)),
+        "garbled FASTA": ({"genome.fasta": str(garbled)}, str(garbled)),
+        "no such layer": ({"teacher.layer": 3}, "teacher.layer=3"),
+        "window too long": ({"genome.window": 13000}, "genome.window=13000"),
+    }
+    for name, (override, message) in cases.items():
+        with pytest.raises(HadError, match=message):
+            cache_teacher.run(make_cfg(genome, teacher_dir, out, **override))
+        with pytest.raises(HadError):
+            cache_teacher.run(make_cfg(genome, teacher_dir, tmp_path / f"new-{len(name)}", **override))
+        assert not (tmp_path / f"new-{len(name)}").exists(), name
+    assert _files(out) == before
+
+
+def test_full_disk_keeps_committed_shards_and_resume_completes(genome, teacher_dir, reference, tmp_path, monkeypatch):
+    out = tmp_path / "cache"
+    real_put, calls = Storage.put, []
+
+    def failing_put(self, key, data):
+        if key.startswith("features/") and len(calls) >= 2:
+            raise OSError(28, "No space left on device")
+        calls.append(key) if key.startswith("features/") else None
+        return real_put(self, key, data)
+
+    monkeypatch.setattr(Storage, "put", failing_put)
+    with pytest.raises(HadError, match="No space left"):
+        cache_teacher.run(make_cfg(genome, teacher_dir, out))
+    monkeypatch.setattr(Storage, "put", real_put)
+    assert not (out / "manifest.json").exists()
+    assert sorted(os.listdir(out / "_commit")) == ["shard-000000.json", "shard-000001.json"]
+    cache_teacher.run(make_cfg(genome, teacher_dir, out))
+    assert _files(out) == _files(reference)
+
+
+def test_dry_run_plans_without_writing(genome, teacher_dir, reference, tmp_path):
+    out = tmp_path / "cache"
+    plan = cache_teacher.run(make_cfg(genome, teacher_dir, out), dry_run=True)
+    assert not out.exists()
+    manifest = CacheReader(str(reference)).manifest
+    assert plan["items"] == manifest["n_items"] and plan["token_counts"] == "exact"
+    assert plan["teacher_tokens"] == manifest["totals"]["n_tokens"] + manifest["n_items"]  # + CLS
+    assert plan["visible_tokens"] == manifest["totals"]["n_visible"]
+    assert plan["raw_feature_bytes"]["fp16"] == plan["visible_tokens"] * 32 * 2
+    assert plan["measured_tokens_per_s"] > 0 and plan["estimated_device_hours"] >= 0
+
+
+def test_cache_info_verifies_every_shard(reference, tmp_path, capsys):
+    report = cache_teacher.info(str(reference))
+    assert report["ok"] and "verify: ok" in capsys.readouterr().out
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(reference, copy)
+    victim = copy / "token_masked" / "c" / "2" / "0"
+    victim.write_bytes(victim.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(HadError, match="failed verification"):
+        cache_teacher.info(str(copy))
+
+
+RUNNER = """
+import sys
+from had.config import load_config
+from had.pipeline import cache_teacher
+cache_teacher.run(load_config(None, __import__("json").loads(sys.argv[1])))
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_points_then_resume_gives_the_same_cache(genome, teacher_dir, tmp_path):
+    overrides = {"cache.shard_windows": 2}
+    reference = tmp_path / "reference"
+    cache_teacher.run(make_cfg(genome, teacher_dir, reference, **overrides))
+    out = tmp_path / "cache"
+    cfg = make_cfg(genome, teacher_dir, out, **overrides)
+    n_shards = len(list((reference / "_commit").iterdir()))
+    args = json.dumps({f"{s}.{k}": v for s, sec in cfg.to_dict().items() if s != "student"
+                       for k, v in sec.items()})
+    rng = np.random.default_rng()
+    for attempt in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", RUNNER, args], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        done_before = len(os.listdir(out / "_commit")) if (out / "_commit").exists() else 0
+        target = int(rng.integers(done_before, n_shards - 2)) if attempt else 0
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            commits = len(os.listdir(out / "_commit")) if (out / "_commit").exists() else -1
+            if commits >= target and (attempt or (out / "zarr.json").exists()):
+                break
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert not (out / "manifest.json").exists(), f"manifest before completion (kill {attempt})"
+    cache_teacher.run(cfg)
+    assert _files(out) == _files(reference)
+
+
+@pytest.mark.slow
+def test_two_worker_cluster_with_a_killed_worker_equals_one_worker(genome, teacher_dir, reference, tmp_path):
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "cache"
+    killed = []
+
+    def kill_one_worker():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            commits = len(os.listdir(out / "_commit")) if (out / "_commit").exists() else 0
+            workers = [p for p in psutil.Process().children(recursive=True)
+                       if "spawn_main" in " ".join(p.cmdline())]
+            if commits >= 1 and workers:
+                workers[0].kill()
+                killed.append(workers[0].pid)
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_one_worker, daemon=True)
+    killer.start()
+    cache_teacher.run(make_cfg(genome, teacher_dir, out, **{"cache.workers": 2, "cache.shard_windows": 4}))
+    killer.join()
+    assert killed, "no worker was killed"
+    got, ref = CacheReader(str(out)), CacheReader(str(reference))
+    assert len(got) == len(ref)
+    for i in range(len(ref)):
+        a, b = got[i], ref[i]
+        for key in ("nucleotides", "nt_mask", "spans", "token_masked"):
+            assert np.array_equal(a[key], b[key])
+        # Workers run torch single-threaded: features agree to fp16 rounding, not bit for bit.
+        np.testing.assert_allclose(a["features"], b["features"], atol=2e-3, rtol=2e-3)
