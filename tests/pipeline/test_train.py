@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "student"))
-from fake_cache import TINY_STUDENT, FakeCache  # noqa: E402
+from fake_cache import TINY_STUDENT, FakeCache, write_cache  # noqa: E402
 
 import had.cache_store.reader  # noqa: E402
 from had.config import load_config  # noqa: E402
@@ -127,4 +127,25 @@ def test_refuses_mismatched_cache(tmp_path, fake_cache):
         train.run(cfg)
     cfg = _cfg(tmp_path, batch_size=6)
     with pytest.raises(HadError, match="train.batch_size"):
+        train.run(cfg)
+
+
+def test_trains_from_a_real_cache_and_refuses_bad_ones(tmp_path):
+    good = write_cache(tmp_path / "good", FakeCache(n_items=12, window=WINDOW, teacher_dim=24))
+    cfg = _cfg(tmp_path / "run", steps=2, num_workers=1)
+    cfg.cache.path = good
+    train.run(cfg)
+    assert [r["step"] for r in _metrics(tmp_path / "run")] == [1, 2]
+
+    wide = write_cache(tmp_path / "wide", FakeCache(n_items=12, window=WINDOW, teacher_dim=40))
+    cfg = _cfg(tmp_path / "run2")
+    cfg.cache.path = wide
+    cfg.student["teacher_dim"] = 24
+    with pytest.raises(HadError, match="40-dim features"):
+        train.run(cfg)
+
+    commits = sorted((tmp_path / "good" / "_commit").iterdir())
+    commits[1].unlink()  # shard 1 was never finished
+    cfg.cache.path = good
+    with pytest.raises(HadError, match="not committed"):
         train.run(cfg)
