@@ -1,6 +1,7 @@
-"""Run Triton kernels in the interpreter on CPU-only machines.
+"""Run Triton kernels in the interpreter on CPU-only machines; keep torch single-threaded.
 
 TRITON_INTERPRET must be set before triton is first imported, hence here and not in a fixture.
+The test tensors are tiny: intra-op threads only spin against other processes on a shared machine.
 """
 import os
 
@@ -8,3 +9,4 @@ import torch
 
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+    torch.set_num_threads(1)

@@ -1,7 +1,7 @@
 """Chunked PyTorch path and public API against the token-by-token naive recurrence."""
 import pytest
 import torch
-from gdn_testing import grads, make_inputs, rel_rms
+from gdn_testing import case_grid, grads, lengths_for, make_inputs, rel_rms
 
 from had.errors import HadError
 from had.kernels import GDNInputs, bidirectional_gated_delta_rule, gated_delta_rule
@@ -10,33 +10,13 @@ from had.kernels.gated_delta.chunk_torch import chunk_gated_delta_rule_torch
 TOL = 1e-4
 
 
-def _case_params():
-    """Every T x K=V, with H, B, initial state and ragged lengths cycled so each value appears often."""
-    cases = []
-    i = 0
-    for T in (1, 7, 63, 64, 65, 200):
-        for KV in ((16, 16), (32, 32), (64, 64), (32, 48)):
-            H, B = (1, 3)[i % 2], (1, 3)[(i // 2) % 2]
-            h0, ragged = i % 3 == 0, B == 3 and i % 4 != 1
-            cases.append(pytest.param(T, *KV, H, B, h0, ragged,
-                                      id=f"T{T}-K{KV[0]}-V{KV[1]}-H{H}-B{B}" + "-h0" * h0 + "-ragged" * ragged))
-            i += 1
-    return cases
-
-
-def _lengths(B, T, ragged):
-    if not ragged:
-        return None
-    return torch.tensor([T, max(1, T // 2), max(1, T - 3)][:B])
-
-
 def _run(impl, x, h0, lengths, **kw):
     return gated_delta_rule(*x, initial_state=h0, output_final_state=True, lengths=lengths, impl=impl, **kw)
 
 
-@pytest.mark.parametrize("T,K,V,H,B,with_h0,ragged", _case_params())
-def test_torch_chunked_matches_naive(T, K, V, H, B, with_h0, ragged):
-    lengths = _lengths(B, T, ragged)
+@pytest.mark.parametrize("T,K,V,H,B,with_h0,ragged,chunk", case_grid())
+def test_torch_chunked_matches_naive(T, K, V, H, B, with_h0, ragged, chunk):
+    lengths = lengths_for(B, T, ragged)
     x = make_inputs(B, T, H, K, V, lengths)
     h0 = torch.randn(B, H, K, V).requires_grad_() if with_h0 else None
     inputs = [*x] + ([h0] if with_h0 else [])
