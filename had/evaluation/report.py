@@ -133,7 +133,7 @@ def plot(summary: list[SummaryRow], path: str | Path) -> None:
                    yerr=[(c.spread or 0) / 2 for _, c in have], label=m, hatch="" if i < n_ours else "//")
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(tasks))], tasks, rotation=30, ha="right")
         ax.set_title(benchmark)
-        ax.set_ylabel("test metric")
+        ax.set_ylabel("test metric (bar: mean; line: ± (max - min) / 2)")
         ax.legend(fontsize="small", ncol=min(4, len(models)))
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -1,0 +1,65 @@
+"""Reports: lr chosen on validation (never test), mean ± (max - min), published rows beside ours."""
+import csv
+import filecmp
+import itertools
+
+import pytest
+
+from had.evaluation import report
+
+
+def _row(model, task, lr, seed, val, test, benchmark="nt", nt_version="original", metric="mcc"):
+    return {"model": model, "benchmark": benchmark, "nt_version": nt_version, "task": task, "lr": lr, "seed": seed,
+            "metric": metric, "val_metric": val, "test_metric": test}
+
+
+def test_lr_is_chosen_on_validation_and_spread_is_max_minus_min():
+    rows = [
+        # lr 1e-3: better validation, worse test; lr 2e-3: worse validation, better test
+        _row("m", "H3", 1e-3, 0, 0.80, 0.50), _row("m", "H3", 1e-3, 1, 0.70, 0.56), _row("m", "H3", 1e-3, 2, 0.75, 0.53),
+        _row("m", "H3", 2e-3, 0, 0.60, 0.90), _row("m", "H3", 2e-3, 1, 0.65, 0.95), _row("m", "H3", 2e-3, 2, 0.62, 0.92),
+    ]
+    (s,) = report.summarize(rows)
+    assert (s.lr, s.seeds, s.benchmark) == (1e-3, 3, "nt_original")
+    assert s.mean == pytest.approx((0.50 + 0.56 + 0.53) / 3) and s.spread == pytest.approx(0.06)
+
+
+def test_markdown_puts_published_rows_beside_ours_with_averages():
+    rows = [_row(m, t, 1e-3, s, 0.5, v) for (m, t, s), v in zip(
+        itertools.product(["runs/a", "runs/b"], ["H3", "promoter_all"], [0, 1]), [0.1 * i for i in range(8)])]
+    summary = report.summarize(rows)
+    text = report.markdown(summary)
+    with open(report.PUBLISHED_CSV, newline="") as f:
+        published = {(r["model"], r["task"]): float(r["mean"]) for r in csv.DictReader(f) if r["benchmark"] == "nt_original"}
+    header = next(line for line in text.splitlines() if line.startswith("| task"))
+    assert header.split(" | ")[2:4] == ["runs/a", "runs/b"] and "NT-v2-500M" in header and "Caduceus-Ph" in header
+    h3 = next(line for line in text.splitlines() if line.startswith("| H3 "))
+    assert f"{published[('NT-v2-500M', 'H3')]:.3f}" in h3 and "0.050 ± 0.100 @0.001" in h3
+    average = next(line for line in text.splitlines() if line.startswith("| **average**"))
+    ours_a = (0.05 + 0.25) / 2
+    nt = (published[("NT-v2-500M", "H3")] + published[("NT-v2-500M", "promoter_all")]) / 2
+    assert f"{ours_a:.3f}" in average and f"{nt:.3f}" in average
+
+
+def test_model_labels(tmp_path):
+    (tmp_path / "run1" / "model").mkdir(parents=True)
+    assert report.model_label(str(tmp_path / "run1" / "model")) == "run1"
+    assert report.model_label(str(tmp_path / "run1")) == "run1"
+    assert report.model_label("InstaDeepAI/nt-v2") == "InstaDeepAI/nt-v2"
+
+
+def test_gb_average_shows_the_published_had_number(tmp_path):
+    summary = report.summarize([_row("had", "human_enhancers_cohn", 1e-3, 0, 0.7, 0.7, "gb", None, "accuracy")])
+    text = report.markdown(summary)
+    assert "## genomic_benchmarks" in text and "0.875 (published, all tasks)" in text
+    report.write_report(summary, tmp_path)
+    assert (tmp_path / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_shipped_published_csv_is_the_reference_copy():
+    from pathlib import Path
+
+    reference = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "published_baselines.csv"
+    if not reference.is_file():
+        pytest.skip(f"{reference} absent (the shared reference data is not mounted)")
+    assert filecmp.cmp(report.PUBLISHED_CSV, reference, shallow=False)
