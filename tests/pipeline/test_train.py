@@ -20,6 +20,15 @@ from had.student import HadModel  # noqa: E402
 WINDOW = 48
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one intra-op thread (two spin against the other jobs on a shared 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def fake_cache(monkeypatch):
     """Route CacheReader(path) to in-memory caches registered by path."""
@@ -46,7 +55,6 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.slow
 def test_resume_is_exact(tmp_path, fake_cache, monkeypatch):
     fake_cache["fake"] = FakeCache(n_items=20, window=WINDOW)  # 20 items: steps straddle epochs
     straight = train.run(_cfg(tmp_path / "a"))
