@@ -18,7 +18,7 @@ FP16_MAX = 65504.0
 def encode(x: np.ndarray, dtype: str) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
     """float32 [R, D] -> (stored [R, D], side arrays, count of values out of range).
 
-    Side arrays: for int8, ``scales`` float32 [R], ``chan_mean`` / ``chan_std`` float32 [D].
+    Side arrays: for int8, ``scales`` float16 [R], ``chan_mean`` / ``chan_std`` float32 [D].
     Out of range: values beyond the fp16 range (stored as inf) for fp16, 0 otherwise.
     """
     x = np.asarray(x, dtype=np.float32)
@@ -31,9 +31,10 @@ def encode(x: np.ndarray, dtype: str) -> tuple[np.ndarray, dict[str, np.ndarray]
     std = x.std(0, dtype=np.float64).astype(np.float32) if len(x) else np.ones(x.shape[1], np.float32)
     std[~(std > 0)] = 1.0
     z = (x - mean) / std
-    scale = (INT8_STEP * np.sqrt(np.mean(z * z, axis=1))).astype(np.float32)
+    # The scale is stored as fp16 (2 B/token), and quantisation uses that rounded value.
+    scale = (INT8_STEP * np.sqrt(np.mean(z * z, axis=1))).astype(np.float16)
     scale[~(scale > 0)] = 1.0
-    q = np.clip(np.rint(z / scale[:, None]), -127, 127).astype(np.int8)
+    q = np.clip(np.rint(z / scale[:, None].astype(np.float32)), -127, 127).astype(np.int8)
     return q, {"scales": scale, "chan_mean": mean, "chan_std": std}, 0
 
 
@@ -43,4 +44,4 @@ def decode(stored: np.ndarray, dtype: str, scales=None, chan_mean=None, chan_std
         return stored.astype(np.float32)
     if dtype == "bf16":
         return (stored.astype(np.uint32) << 16).view(np.float32)
-    return (stored.astype(np.float32) * scales[:, None]) * chan_std + chan_mean
+    return (stored.astype(np.float32) * scales[:, None].astype(np.float32)) * chan_std + chan_mean

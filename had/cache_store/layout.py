@@ -90,7 +90,7 @@ class Layout:
         if self.feature_dtype == "int8":
             m = self.n_shards
             specs += [
-                ArraySpec("scales", (n, v), (s, v), (1, c), "float32", float("nan")),
+                ArraySpec("scales", (n, v), (s, v), (1, c), "float16", float("nan")),
                 ArraySpec("chan_mean", (m, d), (1, d), (1, d), "float32", float("nan")),
                 ArraySpec("chan_std", (m, d), (1, d), (1, d), "float32", float("nan")),
             ]

@@ -81,7 +81,7 @@ def write_shard(storage: Storage, layout: Layout, shard: int, items: list[dict[s
         "features": row_chunks(stored, specs["features"].fill_value),
     }
     if layout.feature_dtype == "int8":
-        chunks["scales"] = row_chunks(side["scales"], np.nan)
+        chunks["scales"] = row_chunks(side["scales"], specs["scales"].fill_value)
         chunks["chan_mean"] = [side["chan_mean"][None]]
         chunks["chan_std"] = [side["chan_std"][None]]
 

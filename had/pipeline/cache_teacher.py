@@ -323,12 +323,23 @@ def _write(storage: Storage, job: ShardJob, items: list[dict]) -> dict:
 
 
 def _run_local(jobs: list[ShardJob]) -> None:
-    """In-process pipeline: prepare shard k+1 and write shard k-1 in threads while the teacher runs shard k."""
+    """In-process pipeline: prepare shard k+1 and write shard k-1 in threads while the teacher runs shard k.
+
+    On a CPU teacher the forward already uses every core, and the threads only add contention
+    (measured: 0.70 vs 0.80 of bare-forward speed on 2 cores), so there the steps run in turn.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     teacher = _teacher(jobs[0].teacher)
     storage = Storage(jobs[0].url)
     progress = _Progress(sum(len(j.layout.shard_range(j.shard)) for j in jobs))
+    if teacher.device.type == "cpu":
+        for job in jobs:
+            items = prepare_items(job, teacher)
+            compute_features(items, teacher, job.teacher["layer"], job.teacher["max_tokens_per_batch"])
+            progress.update(_write(storage, job, items))
+        progress.close()
+        return
     with ThreadPoolExecutor(1) as prep_pool, ThreadPoolExecutor(1) as write_pool:
         pending_prep = prep_pool.submit(prepare_items, jobs[0], teacher)
         pending_write = None
