@@ -49,12 +49,16 @@ class Dist:
         return self.rank == 0
 
 
-def run(cfg: RunConfig) -> Path:
-    """Train; return the final model directory (<out>/model)."""
+def run(cfg: RunConfig, reader=None) -> Path:
+    """Train; return the final model directory (<out>/model).
+
+    `reader` replaces `CacheReader(cfg.cache.path)` with any object that has `len`, `[i]` -> cache
+    item and `.manifest` (benchmarks feed in-memory items through it); its manifest is checked alike.
+    """
     tc = cfg.train
     dd = _init_distributed()
     device = _device(tc.device, dd)
-    reader = _open_cache(cfg)
+    reader = _check_cache(cfg, reader if reader is not None else _open_cache(cfg.cache.path))
     model_cfg = _student_config(cfg, reader.manifest)
     accum = _accumulation(tc, dd)
     out = Path(tc.out)
@@ -280,11 +284,15 @@ def _accumulation(tc, dd: Dist) -> int:
     return tc.batch_size // per_step
 
 
-def _open_cache(cfg: RunConfig):
-    from had.cache_store.reader import CacheReader
+def _open_cache(path: str):
+    from had.cache_store.reader import CacheReader  # lazily: zarr is not needed to train from memory
+
+    return CacheReader(path)
+
+
+def _check_cache(cfg: RunConfig, reader):
     from had.data.tokenizer import NTv2Tokenizer
 
-    reader = CacheReader(cfg.cache.path)
     man, where = reader.manifest, f"cache {cfg.cache.path}"
     if man["window"] != cfg.genome.window:
         raise HadError(f"{where} holds windows of {man['window']} nt but genome.window is {cfg.genome.window}; "

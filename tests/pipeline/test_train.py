@@ -11,7 +11,6 @@ from transformers import AutoModel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "student"))
 from fake_cache import TINY_STUDENT, FakeCache, write_cache  # noqa: E402
 
-import had.cache_store.reader  # noqa: E402
 from had.config import load_config  # noqa: E402
 from had.errors import HadError  # noqa: E402
 from had.pipeline import train  # noqa: E402
@@ -29,17 +28,9 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture
-def fake_cache(monkeypatch):
-    """Route CacheReader(path) to in-memory caches registered by path."""
-    caches = {}
-    monkeypatch.setattr(had.cache_store.reader, "CacheReader", lambda path: caches[path])
-    return caches
-
-
 def _cfg(out, steps=4, **train_kw):
     cfg = load_config("tiny", {
-        "cache.path": "fake", "genome.window": WINDOW, "train.out": str(out), "train.steps": steps,
+        "cache.path": "memory", "genome.window": WINDOW, "train.out": str(out), "train.steps": steps,
         "train.batch_size": 8, "train.micro_batch_size": 4, "train.log_every": 1, "train.checkpoint_every": 2,
         "train.num_workers": 0, "train.lr": 3e-3, **{f"train.{k}": v for k, v in train_kw.items()},
     })
@@ -55,9 +46,9 @@ class Killed(Exception):
     pass
 
 
-def test_resume_is_exact(tmp_path, fake_cache, monkeypatch):
-    fake_cache["fake"] = FakeCache(n_items=20, window=WINDOW)  # 20 items: steps straddle epochs
-    straight = train.run(_cfg(tmp_path / "a"))
+def test_resume_is_exact(tmp_path, monkeypatch):
+    cache = FakeCache(n_items=20, window=WINDOW)  # 20 items: steps straddle epochs
+    straight = train.run(_cfg(tmp_path / "a"), cache)
 
     save = train._save_checkpoint
 
@@ -68,11 +59,11 @@ def test_resume_is_exact(tmp_path, fake_cache, monkeypatch):
 
     monkeypatch.setattr(train, "_save_checkpoint", save_then_die)
     with pytest.raises(Killed):
-        train.run(_cfg(tmp_path / "b"))
+        train.run(_cfg(tmp_path / "b"), cache)
     monkeypatch.setattr(train, "_save_checkpoint", save)
     with pytest.raises(HadError, match="--resume"):
-        train.run(_cfg(tmp_path / "b"))
-    resumed = train.run(_cfg(tmp_path / "b", resume=True))
+        train.run(_cfg(tmp_path / "b"), cache)
+    resumed = train.run(_cfg(tmp_path / "b", resume=True), cache)
 
     a, b = _metrics(tmp_path / "a"), _metrics(tmp_path / "b")
     assert [m["step"] for m in b] == [m["step"] for m in a] == list(range(1, 5))
@@ -85,9 +76,8 @@ def test_resume_is_exact(tmp_path, fake_cache, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["step-2", "step-4"]
 
 
-def test_outputs_and_logged_metrics(tmp_path, fake_cache):
-    fake_cache["fake"] = FakeCache(n_items=16, window=WINDOW)
-    model_dir = train.run(_cfg(tmp_path, steps=5, keep_checkpoints=1))
+def test_outputs_and_logged_metrics(tmp_path):
+    model_dir = train.run(_cfg(tmp_path, steps=5, keep_checkpoints=1), FakeCache(n_items=16, window=WINDOW))
     assert model_dir == tmp_path / "model"
     assert isinstance(AutoModel.from_pretrained(model_dir), HadModel)
     assert load_config(str(tmp_path / "config.yaml")).student["d_model"] == TINY_STUDENT["d_model"]
@@ -119,23 +109,23 @@ def test_sampler_order_is_a_function_of_step():
         np.testing.assert_array_equal(both, single)
 
 
-def test_refuses_mismatched_cache(tmp_path, fake_cache):
-    fake_cache["fake"] = FakeCache(n_items=8, window=WINDOW, teacher_dim=24)
+def test_refuses_mismatched_cache(tmp_path):
+    cache = FakeCache(n_items=8, window=WINDOW, teacher_dim=24)
     cfg = _cfg(tmp_path)
     cfg.student["teacher_dim"] = 32
     with pytest.raises(HadError, match="24-dim.*teacher_dim is 32"):
-        train.run(cfg)
+        train.run(cfg, cache)
     cfg = _cfg(tmp_path)
     cfg.genome.window = 64
     with pytest.raises(HadError, match="genome.window"):
-        train.run(cfg)
+        train.run(cfg, cache)
     cfg = _cfg(tmp_path)
     cfg.student["n_layers"] = 2
     with pytest.raises(HadError, match="n_layers"):
-        train.run(cfg)
+        train.run(cfg, cache)
     cfg = _cfg(tmp_path, batch_size=6)
     with pytest.raises(HadError, match="train.batch_size"):
-        train.run(cfg)
+        train.run(cfg, cache)
 
 
 def test_trains_from_a_real_cache_and_refuses_bad_ones(tmp_path):
