@@ -222,7 +222,9 @@ def test_cuda_triton_student_matches_torch_path():
         out.loss.backward()
         runs.append((out.last_hidden_state.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
     (h_ref, g_ref), (h, g) = runs
-    torch.testing.assert_close(h, h_ref, rtol=1e-3, atol=1e-3)
-    for n in g_ref:
-        rel = (g[n] - g_ref[n]).norm() / g_ref[n].norm().clamp(min=1e-12)
-        assert rel < 1e-2, (n, float(rel))
+    def rel(a, b):
+        return float((a - b).norm() / b.norm().clamp(min=1e-12))
+
+    assert rel(h, h_ref) < 1e-3
+    bad = {n: rel(g[n], g_ref[n]) for n in g_ref if rel(g[n], g_ref[n]) >= 1e-2}
+    assert not bad, bad
