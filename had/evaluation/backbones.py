@@ -36,6 +36,7 @@ class Backbone:
     encoder: nn.Module  # forward(input_ids, attention_mask) -> .last_hidden_state [B, T, hidden_size]
     hidden_size: int
     encode: Encode  # sequences -> {"input_ids", "attention_mask"}: int64 [B, T], right padded
+    max_tokens: int | None = None  # longest input its positions allow; None = no limit
 
     def fresh_encoder(self) -> nn.Module:
         """A trainable copy of the pretrained weights: every run starts from the same point."""
@@ -49,7 +50,7 @@ def load_backbone(model: str, trust_remote_code: bool = False) -> Backbone:
     from had.teacher import load_teacher
 
     teacher = load_teacher(model, trust_remote_code=trust_remote_code, dtype="fp32", device="cpu")
-    return Backbone(model, teacher.encoder, teacher.hidden_size, teacher.tokenizer.batch_encode)
+    return Backbone(model, teacher.encoder, teacher.hidden_size, teacher.tokenizer.batch_encode, teacher.max_tokens)
 
 
 def _load_had(model: str) -> Backbone:
@@ -64,7 +65,9 @@ def _load_had(model: str) -> Backbone:
         encoder = AutoModel.from_pretrained(model, dtype=torch.float32)
     finally:
         logging.set_verbosity(verbosity)
-    return Backbone(model, encoder, encoder.config.d_model, encode_nucleotides)
+    config = encoder.config
+    max_tokens = config.max_position if config.position == "learned" else None
+    return Backbone(model, encoder, config.d_model, encode_nucleotides, max_tokens)
 
 
 def encode_nucleotides(seqs: Sequence[str]) -> dict[str, np.ndarray]:

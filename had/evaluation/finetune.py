@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from had.data.benchmarks import BenchmarkTask, Split
+from had.errors import HadError
 from had.evaluation.backbones import Backbone, SequenceClassifier
 from had.evaluation.metrics import metric_for, score
 
@@ -92,6 +93,10 @@ def prepare(task: BenchmarkTask, backbone: Backbone, protocol: Protocol) -> Prep
     def encode(split: Split) -> Encoded:
         cut = [s[: protocol.max_length] for s in split.sequences] if protocol.max_length else split.sequences
         enc = backbone.encode(cut)
+        width = enc["input_ids"].shape[1]
+        if backbone.max_tokens is not None and width > backbone.max_tokens:
+            raise HadError(f"{split.source}: sequences of {width} tokens, but {backbone.name} takes at most "
+                           f"{backbone.max_tokens}: set eval.max_length (nucleotides) to cut them")
         return Encoded(torch.from_numpy(enc["input_ids"]), torch.from_numpy(enc["attention_mask"]),
                        torch.from_numpy(split.labels))
 

@@ -53,7 +53,11 @@ class Sweep:
 
 def plan(cfg: EvalConfig) -> list[tuple[str, float, int]]:
     """Every (task, lr, seed) of the sweep, tasks in order."""
-    tasks = cfg.tasks or discover_tasks(cfg.benchmark, cfg.data_root)
+    found = discover_tasks(cfg.benchmark, cfg.data_root)
+    unknown = [t for t in cfg.tasks if t not in found]
+    if unknown:
+        raise HadError(f"eval.tasks: no task {unknown} under {cfg.data_root} (tasks found: {', '.join(found)})")
+    tasks = cfg.tasks or found
     if not cfg.lrs or cfg.seeds < 1:
         raise HadError(f"eval.lrs={cfg.lrs}, eval.seeds={cfg.seeds}: need at least one lr and one seed")
     return [(task, float(lr), seed) for task in tasks for lr in cfg.lrs for seed in range(cfg.seeds)]

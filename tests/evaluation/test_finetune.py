@@ -67,6 +67,16 @@ def test_mean_pooling_ignores_padding(tiny_esm):
     torch.testing.assert_close(a, model.head(h.mean(1)), atol=1e-5, rtol=1e-5)
 
 
+def test_sequences_longer_than_the_model_takes_are_refused(tiny_esm, gue_root):
+    backbone = load_backbone(str(tiny_esm))
+    backbone.max_tokens = 5  # grp/a sequences are 36 nt: CLS + 6 six-mers = 7 tokens
+    task = load_task("gue", gue_root, "grp/a")
+    with pytest.raises(HadError, match=r"train.csv: sequences of 7 tokens, .* at most 5: set eval.max_length"):
+        ft.prepare(task, backbone, ft.Protocol(epochs=1))
+    data = ft.prepare(task, backbone, ft.Protocol(epochs=1, max_length=24))  # CLS + 4 six-mers
+    assert data.train.input_ids.shape[1] == 5
+
+
 def test_warmup_cosine_and_split():
     f = ft.warmup_cosine(100, 0.1)
     lrs = [f(s) for s in range(100)]

@@ -80,6 +80,12 @@ def test_different_protocol_in_the_same_file_is_refused(tiny_esm, gue_root, tmp_
         sweep.run_sweep(cfg, tmp_path / "r.parquet")
 
 
+def test_unknown_task_is_refused_before_any_run(tiny_esm, gue_root, tmp_path):
+    with pytest.raises(HadError, match=r"eval.tasks: no task \['grp/zz'\] .*tasks found: grp/a, grp/b"):
+        sweep.run_sweep(_cfg(tiny_esm, gue_root, tmp_path, tasks=["grp/a", "grp/zz"]), tmp_path / "r.parquet")
+    assert not (tmp_path / "r.parquet").exists()
+
+
 def test_dask_workers_give_the_in_process_results(tiny_esm, gue_root, tmp_path):
     from dask.distributed import LocalCluster
 
