@@ -109,10 +109,9 @@ _LAYOUT = {
 def _check_root(benchmark: str, root: str | Path) -> Path:
     if benchmark not in BENCHMARKS:
         raise HadError(f"eval.benchmark must be one of {BENCHMARKS}, got '{benchmark}'")
-    root = Path(root)
-    if not str(root) or not root.is_dir():
+    if not str(root) or not Path(root).is_dir():
         raise HadError(f"eval.data_root: benchmark folder not found: '{root}'")
-    return root
+    return Path(root)
 
 
 def _has_train(benchmark: str, folder: Path) -> bool:

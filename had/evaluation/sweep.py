@@ -71,7 +71,8 @@ def run_sweep(cfg: EvalConfig, results_path: str | Path) -> list[dict]:
     _check_same_protocol(sweep, done.values(), results_path)
     todo = [(t, lr, s) for t, lr, s in runs if _key(sweep, t, lr, s) not in done]
     with tqdm(total=len(runs), initial=len(runs) - len(todo), desc=f"eval {sweep.benchmark}", unit="run") as bar:
-        for result in (_run_dask if cfg.workers or cfg.scheduler else _run_local)(sweep, todo, cfg):
+        spread = cfg.workers or cfg.scheduler
+        for result in _run_dask(sweep, todo, cfg.workers, cfg.scheduler) if spread else _run_local(sweep, todo):
             row = sweep.row(result)
             append_results(results_path, [row])
             done[run_key(row)] = row
@@ -97,19 +98,19 @@ def _check_same_protocol(sweep: Sweep, rows, path) -> None:
                            f"{', '.join(diff)}: use another --out, or the same settings to resume")
 
 
-def _run_local(sweep: Sweep, todo, cfg: EvalConfig):
+def _run_local(sweep: Sweep, todo):
     device = _device(sweep.device)
     for task, lr, seed in todo:
         yield _run_one(sweep, task, lr, seed, device)
 
 
-def _run_dask(sweep: Sweep, todo, cfg: EvalConfig):
+def _run_dask(sweep: Sweep, todo, workers: int, scheduler: str | None):
     from dask.distributed import Client, LocalCluster, as_completed
 
-    if cfg.scheduler:
-        client, cluster = Client(cfg.scheduler), None
+    if scheduler:
+        client, cluster = Client(scheduler), None
     else:
-        cluster = LocalCluster(n_workers=cfg.workers, threads_per_worker=1, processes=True)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
         client = Client(cluster)
     try:
         futures = [client.submit(_run_remote, sweep, task, lr, seed, pure=False) for task, lr, seed in todo]

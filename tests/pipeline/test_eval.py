@@ -90,7 +90,8 @@ def test_eval_errors_are_clear(models, tmp_path):
     cfg = _cfg("", tmp_path, tmp_path / "o")
     with pytest.raises(HadError, match="eval.model is not set"):
         pipeline.run(cfg)
-    with pytest.raises(HadError, match="eval.data_root: benchmark folder not found"):
-        pipeline.run(_cfg(student, tmp_path / "nowhere", tmp_path / "o"))
+    for root in (tmp_path / "nowhere", ""):
+        with pytest.raises(HadError, match="eval.data_root: benchmark folder not found"):
+            pipeline.run(_cfg(student, root, tmp_path / "o"))
     with pytest.raises(HadError, match="--compare .*no results.parquet"):
         pipeline.compare([str(tmp_path)], str(tmp_path / "cmp"))
