@@ -46,9 +46,10 @@ def _write_cache(url, items, layout):
     return storage
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(params=["local", "file", "memory"])
 def url(request, tmp_path):
-    return str(tmp_path / "cache") if request.param == "local" else f"memory://{uuid.uuid4().hex}"
+    return {"local": str(tmp_path / "cache"), "file": f"file://{tmp_path}/cache",
+            "memory": f"memory://{uuid.uuid4().hex}"}[request.param]
 
 
 @pytest.mark.parametrize("dtype", ["fp16", "bf16", "int8"])

@@ -132,6 +132,16 @@ def test_rerun_is_a_no_op_and_other_configs_are_refused(genome, teacher_dir, ref
     assert CacheReader(str(out)).manifest["mask"]["ratio"] == 0.3
 
 
+def test_fsspec_url_cache_equals_local_cache(genome, teacher_dir, reference):
+    url = "memory://had-test-cache"
+    cache_teacher.run(make_cfg(genome, teacher_dir, url))
+    got, ref = CacheReader(url), CacheReader(str(reference))
+    assert cache_teacher.info(url)["ok"]
+    assert [s["objects"] for s in got.manifest["shards"]] == [s["objects"] for s in ref.manifest["shards"]]
+    for i in range(0, len(ref), 7):
+        assert all(np.array_equal(got[i][k], ref[i][k]) for k in ref[i])
+
+
 def test_bad_inputs_fail_clearly_and_touch_nothing(genome, teacher_dir, tmp_path):
     out = tmp_path / "cache"
     cache_teacher.run(make_cfg(genome, teacher_dir, out, **{"cache.shard_windows": 50}))
