@@ -137,13 +137,14 @@ def _run_one(sweep: Sweep, task: str, lr: float, seed: int, device: torch.device
     return finetune(backbone, _prepared(sweep, task), lr, seed, sweep.protocol, device)
 
 
-# One backbone and the last task's tokenized data per process (the driver or a Dask worker).
+# Per process (the driver or a Dask worker): one backbone, the last few tasks tokenized for it
+# (a worker may get runs of several tasks in turn).
 @functools.lru_cache(maxsize=1)
 def _backbone(model: str, trust_remote_code: bool) -> Backbone:
     return load_backbone(model, trust_remote_code)
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=4)
 def _prepared(sweep: Sweep, task: str):
     data = load_task(sweep.benchmark, sweep.data_root, task, sweep.nt_version or "revised")
     return prepare(data, _backbone(sweep.model, sweep.trust_remote_code), sweep.protocol)
