@@ -30,6 +30,11 @@ from had.errors import HadError
 
 BENCHMARKS = ("nt", "gb", "gue")
 NT_VERSIONS = ("original", "revised")
+_LAYOUT = {
+    "nt": "<task>/train.parquet or <task>/train.fna",
+    "gb": "<name>/train/<class>/*.txt or <name>/train.parquet",
+    "gue": "<group>/<task>/train.csv",
+}
 # IUPAC nucleotide codes (U included) in either case; the alphabet maps all but ACGT to N.
 _DNA = "ACGTURYSWKMBDHVN"
 _NON_DNA = str.maketrans("", "", _DNA + _DNA.lower())
@@ -98,12 +103,6 @@ def load_task(benchmark: str, root: str | Path, name: str, nt_version: str = "re
         dev=parts.get("dev"), nt_version=nt_version if benchmark == "nt" else None,
     )
 
-
-_LAYOUT = {
-    "nt": "<task>/train.parquet or <task>/train.fna",
-    "gb": "<name>/train/<class>/*.txt or <name>/train.parquet",
-    "gue": "<group>/<task>/train.csv",
-}
 
 
 def _check_root(benchmark: str, root: str | Path) -> Path:

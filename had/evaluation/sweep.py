@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from had.config import EvalConfig
-from had.data.benchmarks import discover_tasks, load_task
+from had.data.benchmarks import NT_VERSIONS, discover_tasks, load_task
 from had.errors import HadError
 from had.evaluation.backbones import Backbone, load_backbone
 from had.evaluation.finetune import Protocol, finetune, prepare
@@ -42,6 +42,8 @@ class Sweep:
     def from_config(cls, cfg: EvalConfig) -> Sweep:
         if not cfg.model:
             raise HadError("eval.model is not set: pass --model (a `had train` model/ dir or an HF model)")
+        if cfg.benchmark == "nt" and cfg.nt_version not in NT_VERSIONS:
+            raise HadError(f"eval.nt_version must be one of {NT_VERSIONS}, got '{cfg.nt_version}'")
         return cls(cfg.model, cfg.trust_remote_code, cfg.benchmark, cfg.data_root,
                    cfg.nt_version if cfg.benchmark == "nt" else None,
                    Protocol.from_eval_config(cfg, cfg.benchmark), cfg.device)
