@@ -1,4 +1,11 @@
 """Sweeps survive crashes: finished runs are kept, only missing ones re-run, results unchanged."""
+import dataclasses
+import json
+import signal
+import subprocess
+import sys
+import time
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -98,3 +105,47 @@ def test_dask_workers_give_the_in_process_results(tiny_esm, gue_root, tmp_path):
     for a, b in zip(spread, local):
         assert a["test_metric"] == pytest.approx(b["test_metric"], abs=1e-6)
         assert a["val_metric"] == pytest.approx(b["val_metric"], abs=1e-6)
+
+
+
+_KILLABLE_SWEEP = """
+import json, sys, time
+import torch
+from had.config import EvalConfig
+from had.evaluation import sweep
+torch.set_num_threads(1)
+real = sweep.finetune
+def slow(*args):
+    row = real(*args)
+    time.sleep(0.3)  # leaves time to be killed between runs
+    return row
+sweep.finetune = slow
+sweep.run_sweep(EvalConfig(**json.loads(sys.argv[2])), sys.argv[1])
+"""
+
+
+def test_sweep_killed_by_sigkill_resumes_to_the_uninterrupted_result(tiny_esm, gue_root, tmp_path, monkeypatch):
+    cfg = _cfg(tiny_esm, gue_root, tmp_path, tasks=["grp/a"])
+    cfg.seeds = 3
+    path = tmp_path / "killed.parquet"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLABLE_SWEEP, str(path), json.dumps(dataclasses.asdict(cfg))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if path.exists() and len(results.read_results(path)) >= 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the sweep ended (or failed) before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    saved = len(results.read_results(path))
+    assert 2 <= saved < 6
+
+    calls = _counting(monkeypatch)
+    resumed = sweep.run_sweep(cfg, path)
+    assert len(calls) == 6 - saved  # only the missing runs
+    straight = sweep.run_sweep(cfg, tmp_path / "straight.parquet")
+    assert _without_time(resumed) == _without_time(straight)
