@@ -63,6 +63,14 @@ def published(benchmarks: set[str], path: Path = PUBLISHED_CSV) -> list[SummaryR
         ]
 
 
+def beside(ours: list[SummaryRow]) -> list[SummaryRow]:
+    """Published rows of the benchmarks where at least one of our tasks is a published task
+    (e.g. no GB average beside synthetic tasks written in the GB layout)."""
+    rows = published({r.benchmark for r in ours})
+    shared = {(r.benchmark, r.task) for r in rows} & {(r.benchmark, r.task) for r in ours}
+    return [r for r in rows if r.benchmark in {b for b, _ in shared}]
+
+
 def benchmark_name(benchmark: str, nt_version: str | None) -> str:
     return _PUBLISHED_NAME.get((benchmark, nt_version), benchmark if benchmark != "nt" else f"nt_{nt_version}")
 
@@ -79,7 +87,7 @@ def model_label(model: str) -> str:
 def markdown(summary: list[SummaryRow]) -> str:
     """One table per benchmark: tasks x (our models, then published models), plus averages."""
     ours = [r for r in summary if not r.published]
-    rows = ours + published({r.benchmark for r in ours})
+    rows = ours + beside(ours)
     parts = []
     for benchmark in sorted({r.benchmark for r in ours}):
         cells = {(r.model, r.task): r for r in rows if r.benchmark == benchmark}
@@ -118,7 +126,7 @@ def plot(summary: list[SummaryRow], path: str | Path) -> None:
 
     ours = [r for r in summary if not r.published]
     benchmarks = sorted({r.benchmark for r in ours})
-    rows = ours + [r for r in published(set(benchmarks)) if r.task != _AVERAGE_TASK]
+    rows = ours + [r for r in beside(ours) if r.task != _AVERAGE_TASK]
     fig, axes = plt.subplots(len(benchmarks), 1, figsize=(12, 4 * len(benchmarks)), squeeze=False)
     for ax, benchmark in zip(axes[:, 0], benchmarks):
         tasks = _unique(r.task for r in ours if r.benchmark == benchmark)

@@ -56,6 +56,12 @@ def test_gb_average_shows_the_published_had_number(tmp_path):
     assert (tmp_path / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_no_published_rows_beside_tasks_that_were_never_published():
+    summary = report.summarize([_row("had", "synthetic_enhancers", 1e-3, 0, 0.7, 0.7, "gb", None, "accuracy")])
+    text = report.markdown(summary)
+    assert "| task | metric | had |" in text and "0.875" not in text and "CNN" not in text
+
+
 def test_shipped_published_csv_is_the_reference_copy():
     from pathlib import Path
 
