@@ -200,7 +200,7 @@ def main() -> None:
     teacher_dir = build_tiny_teacher(work / "teacher")
     write = bench_write(work, teacher_dir, n_windows=128 if args.quick else 512, repeats=3)
     dtypes = bench_dtypes(work, teacher_dir, n_windows=64 if args.quick else 256)
-    read = bench_read(work, n_items=256 if args.quick else 3584, n_reads=300 if args.quick else 2000, dim=1024)
+    read = bench_read(work, n_items=256 if args.quick else 4352, n_reads=300 if args.quick else 2000, dim=1024)
     if not args.work:
         shutil.rmtree(work)
 

@@ -6,6 +6,16 @@
     had cache-teacher ... --dry-run                                        # the plan, nothing written
     had cache-info /data/hg38-cache                                        # summary + checksum of every shard
 
+On an existing Dask cluster, start one single-threaded worker per GPU advertising the GPU resource:
+
+    dask scheduler --port 8786
+    CUDA_VISIBLE_DEVICES=0 dask worker tcp://host:8786 --nthreads 1 --resources GPU=1 --memory-limit 0
+    # SLURM (dask-jobqueue): SLURMCluster(processes=1, cores=8, memory="64GB",
+    #     job_extra_directives=["--gres=gpu:1"], worker_extra_args=["--resources", "GPU=1"])
+    # Kubernetes (dask operator): one worker pod per GPU, limits nvidia.com/gpu: 1, args --resources GPU=1
+
+A worker that dies has its shard retried elsewhere (up to 3 deaths per shard, then the run fails).
+
 Items are window-views: item i is window i // V, view i % V, with V = views x (2 with --rc);
 views >= `mask.views` hold the reverse complement. A shard is a fixed range of items and one
 task: it fetches, tokenizes and masks its windows, runs the teacher in token-count batches,
@@ -93,6 +103,9 @@ def run(cfg: RunConfig, dry_run: bool = False) -> dict:
         return summary
     storage = Storage(cfg.cache.path)
     _prepare_store(storage, plan, cfg)
+    if storage.exists(manifest_io.MANIFEST):
+        print(f"{cfg.cache.path} is already complete (`had cache-info {cfg.cache.path}` to verify it)")
+        return manifest_io.load(storage)[0]
     jobs = [_job(cfg, plan, s) for s in range(plan.layout.n_shards) if read_commit(storage, s) is None]
     done = plan.layout.n_shards - len(jobs)
     if done:
@@ -185,8 +198,9 @@ def _prepare_store(storage: Storage, plan: Plan, cfg: RunConfig) -> None:
     """Create the store, or check that an existing one was started with the same identity."""
     import zarr
 
-    if storage.exists("zarr.json"):
-        existing = json.loads(storage.get("zarr.json")).get("attributes", {}).get("had", {})
+    attributes = json.loads(storage.get("zarr.json")).get("attributes", {}) if storage.exists("zarr.json") else {}
+    if "had" in attributes:
+        existing = attributes["had"]
         diff = sorted(k for k in set(existing) | set(plan.identity) if existing.get(k) != plan.identity.get(k))
         if diff and not cfg.cache.overwrite:
             raise HadError(f"{cfg.cache.path} holds a cache written with a different config (differs in: "
@@ -195,13 +209,17 @@ def _prepare_store(storage: Storage, plan: Plan, cfg: RunConfig) -> None:
             storage.remove_partials()
             return
         _remove_all(storage)
+    elif "had_creating" in attributes:  # creation was interrupted: no shard can have been written yet
+        _remove_all(storage)
     elif storage.list(""):
         if not cfg.cache.overwrite:
             raise HadError(f"{cfg.cache.path} exists and is not a had cache; choose an empty path or set cache.overwrite=true")
         _remove_all(storage)
-    group = zarr.create_group(storage.zarr_store, zarr_format=3, attributes={"had": plan.identity})
+    group = zarr.create_group(storage.zarr_store, zarr_format=3, attributes={"had_creating": True})
     create_arrays(group, plan.layout)
     storage.put("config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
+    # The identity goes in last: its presence means every array exists.
+    zarr.open_group(storage.zarr_store, mode="r+", zarr_format=3).attrs.put({"had": plan.identity})
 
 
 def _remove_all(storage: Storage) -> None:
