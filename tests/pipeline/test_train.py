@@ -1,5 +1,7 @@
 """`had train` end to end on CPU: resume exactness, outputs, data order, cache checks."""
 import json
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -147,3 +149,27 @@ def test_trains_from_a_real_cache_and_refuses_bad_ones(tmp_path):
     cfg.cache.path = good
     with pytest.raises(HadError, match="not committed"):
         train.run(cfg)
+
+
+def _ddp_rank(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    train.run(_cfg(out, steps=3), FakeCache(n_items=20, window=WINDOW))
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_equal_one_rank_with_accumulation(tmp_path):
+    """torchrun-style env, gloo on CPU: 2 ranks x 1 micro-batch == 1 rank x 2 accumulated micro-batches."""
+    one = train.run(_cfg(tmp_path / "one", steps=3), FakeCache(n_items=20, window=WINDOW))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    torch.multiprocessing.spawn(_ddp_rank, args=(2, port, str(tmp_path / "two")), nprocs=2)
+    for a, b in zip(_metrics(tmp_path / "one"), _metrics(tmp_path / "two"), strict=True):
+        for key in ("loss", "loss_distill", "loss_recon", "grad_norm"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4), (a["step"], key)
+    wa = HadModel.from_pretrained(one).state_dict()
+    wb = HadModel.from_pretrained(tmp_path / "two" / "model").state_dict()
+    for name in wa:
+        torch.testing.assert_close(wb[name], wa[name], rtol=1e-4, atol=1e-5)
