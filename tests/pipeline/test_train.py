@@ -19,6 +19,7 @@ from had.pipeline import train  # noqa: E402
 from had.student import HadModel  # noqa: E402
 
 WINDOW = 48
+GOLDEN = Path(__file__).resolve().parents[1] / "student" / "golden_train_tiny.jsonl"
 
 
 @pytest.fixture(autouse=True)
@@ -173,3 +174,16 @@ def test_ddp_two_ranks_equal_one_rank_with_accumulation(tmp_path):
     wb = HadModel.from_pretrained(tmp_path / "two" / "model").state_dict()
     for name in wa:
         torch.testing.assert_close(wb[name], wa[name], rtol=1e-4, atol=1e-5)
+
+
+def test_golden_losses(tmp_path):
+    """A fixed tiny run reproduces the checked-in loss curve (regenerate: HAD_UPDATE_GOLDEN=1)."""
+    train.run(_cfg(tmp_path, steps=6), FakeCache(n_items=20, window=WINDOW, seed=7))
+    got = [{k: r[k] for k in ("step", "loss", "loss_distill", "loss_recon")} for r in _metrics(tmp_path)]
+    if os.environ.get("HAD_UPDATE_GOLDEN") == "1":
+        GOLDEN.write_text("".join(json.dumps(r) + "\n" for r in got))
+    want = [json.loads(line) for line in GOLDEN.read_text().splitlines()]
+    assert [r["step"] for r in got] == [r["step"] for r in want]
+    for g, w in zip(got, want):
+        for key in ("loss", "loss_distill", "loss_recon"):
+            assert g[key] == pytest.approx(w[key], rel=1e-3), (g["step"], key)
