@@ -7,6 +7,7 @@ heads (distillation head, reconstruction decoder) come on top and are dropped fo
 """
 from __future__ import annotations
 
+import difflib
 import inspect
 
 from transformers import PretrainedConfig
@@ -129,9 +130,12 @@ class HadConfig(PretrainedConfig):
 
     @classmethod
     def from_kwargs(cls, kwargs: dict, where: str = "student") -> "HadConfig":
-        unknown = sorted(set(kwargs) - set(cls.field_names()))
+        names = cls.field_names()
+        unknown = sorted(set(kwargs) - set(names))
         if unknown:
-            raise HadError(f"{where}: unknown key(s) {unknown}; valid keys: {', '.join(cls.field_names())}")
+            hints = [f"'{k}' (did you mean '{c[0]}'?)" if (c := difflib.get_close_matches(k, names, n=1)) else f"'{k}'"
+                     for k in unknown]
+            raise HadError(f"{where}: unknown key(s) {', '.join(hints)}; valid keys: {', '.join(names)}")
         return cls(**kwargs)
 
     def own_dict(self) -> dict:

@@ -31,7 +31,6 @@ from had.student.configuration_had import HadConfig
 logger = logging.getLogger(__name__)
 
 N_NUC_CLASSES = 5  # A C G T N: what the reconstruction and MLM heads predict
-IGNORE_INDEX = -100
 
 
 class RMSNorm(nn.Module):
