@@ -98,6 +98,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--gdn-impl", default="auto")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="print the N costliest ops (torch.profiler)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -126,7 +127,16 @@ def main() -> None:
             "train.device": args.device, "train.compile": args.compile,
         })
         cfg.student = {**student, "gdn_impl": args.gdn_impl}
-        train.run(cfg, reader)
+        if args.profile:
+            from torch.profiler import ProfilerActivity, profile
+
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
+            with profile(activities=activities) as prof:
+                train.run(cfg, reader)
+            sort = "self_cuda_time_total" if args.device == "cuda" else "self_cpu_time_total"
+            print(prof.key_averages().table(sort_by=sort, row_limit=args.profile, max_name_column_width=60))
+        else:
+            train.run(cfg, reader)
         rows = [json.loads(x) for x in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
     kept = rows[args.warmup:] or rows
     nt_s = statistics.mean(r["nt_per_s"] for r in kept)
@@ -136,7 +146,8 @@ def main() -> None:
     print(f"|---|---|---|---|---|---|---|---|---|")
     print(f"| {dev} | {args.preset} | {args.source} | {batch} x {window} | {micro} | {workers} | "
           f"{nt_s:,.0f} | {wait:.1%} | {rows[-1]['loss']:.3f} |")
-    print(f"(mean over log windows {args.warmup + 1}..{len(rows)} of {args.log_every} steps; torch {torch.__version__})")
+    print(f"(mean over log windows {len(rows) - len(kept) + 1}..{len(rows)} of {args.log_every} steps; "
+          f"torch {torch.__version__})")
 
 
 if __name__ == "__main__":
