@@ -101,6 +101,16 @@ def test_ablation_switches(switch, gone, losses):
     torch.testing.assert_close(out.loss, sum(weights[k] * getattr(out, k) for k in losses))
 
 
+def test_learned_positions_option():
+    rotary = HadModel(_tiny())
+    learned = HadModel(_tiny(position="learned", max_position=80))
+    extra = sum(p.numel() for p in learned.parameters()) - sum(p.numel() for p in rotary.parameters())
+    assert extra == 80 * 32 and learned.pos_embed is not None
+    assert HadModel(_tiny(position="learned", use_attention=False)).pos_embed is None
+    learned(torch.randint(0, 5, (2, 80))).last_hidden_state.sum().backward()
+    assert learned.pos_embed.weight.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("mode", ["span_mean", "broadcast"])
 def test_distill_loss_matches_direct_computation(mode):
     torch.manual_seed(0)
