@@ -60,7 +60,7 @@ def bench_write(work: Path, teacher_dir: Path, n_windows: int, repeats: int) -> 
     jobs = [ct._job(cfg, plan, s) for s in range(plan.layout.n_shards)]
     prepared = [ct.prepare_items(job, teacher) for job in jobs]
     tokens = sum(len(it["input_ids"]) for items in prepared for it in items)
-    bare, e2e = [], []
+    bare, e2e, ratios = [], [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
         for items in prepared:
@@ -71,9 +71,24 @@ def bench_write(work: Path, teacher_dir: Path, n_windows: int, repeats: int) -> 
         t0 = time.perf_counter()
         ct._run_local(jobs)
         e2e.append(time.perf_counter() - t0)
+        ratios.append(bare[-1] / e2e[-1])
+    # Where the time goes, step by step in one pass (less sensitive to other jobs on the machine).
+    steps = {"prepare": 0.0, "forward": 0.0, "write": 0.0}
+    storage = Storage(cfg.cache.path)
+    for job in jobs:
+        t0 = time.perf_counter()
+        items = ct.prepare_items(job, teacher)
+        t1 = time.perf_counter()
+        ct.compute_features(items, teacher, -1, cfg.teacher.max_tokens_per_batch)
+        t2 = time.perf_counter()
+        write_shard(storage, job.layout, job.shard, items)
+        steps["prepare"] += t1 - t0
+        steps["forward"] += t2 - t1
+        steps["write"] += time.perf_counter() - t2
     b, e = statistics.median(bare), statistics.median(e2e)
     return {"items": n_items, "tokens": tokens, "bare_tok_s": tokens / b, "e2e_tok_s": tokens / e,
-            "e2e_windows_s": n_items / e, "ratio": b / e, "teacher": "tiny (hidden 64, 2 layers)"}
+            "e2e_windows_s": n_items / e, "ratio": statistics.median(ratios), "ratios": ratios, "steps": steps,
+            "teacher": "tiny (hidden 64, 2 layers)"}
 
 
 def bench_dtypes(work: Path, teacher_dir: Path, n_windows: int) -> list[dict]:
@@ -198,7 +213,7 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_cache_"))
     work.mkdir(parents=True, exist_ok=True)
     teacher_dir = build_tiny_teacher(work / "teacher")
-    write = bench_write(work, teacher_dir, n_windows=128 if args.quick else 512, repeats=3)
+    write = bench_write(work, teacher_dir, n_windows=128 if args.quick else 512, repeats=5)
     dtypes = bench_dtypes(work, teacher_dir, n_windows=64 if args.quick else 256)
     read = bench_read(work, n_items=256 if args.quick else 4352, n_reads=300 if args.quick else 2000, dim=1024)
     if not args.work:
@@ -209,9 +224,12 @@ def main() -> None:
           f"torch {torch.__version__}, zarr {zarr.__version__}, load average {os.getloadavg()[0]:.1f} at the end "
           f"(machine shared with other jobs: absolute numbers are noisy).\n")
     print(f"**Write efficiency** ({write['teacher']}, {write['items']} window-views of 1024 nt, "
-          f"{write['tokens']} teacher tokens, median of 3 interleaved runs): bare forward "
+          f"{write['tokens']} teacher tokens, median of 5 interleaved pairs): bare forward "
           f"{write['bare_tok_s']:.0f} tok/s, end-to-end {write['e2e_tok_s']:.0f} tok/s "
-          f"({write['e2e_windows_s']:.0f} windows/s); ratio **{write['ratio']:.2f}** (goal >= 0.85).\n")
+          f"({write['e2e_windows_s']:.0f} windows/s); ratio **{write['ratio']:.2f}** (goal >= 0.85; per run: "
+          f"{', '.join(f'{r:.2f}' for r in write['ratios'])}). One pass step by step: "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in write["steps"].items())
+          + f" -> forward share {write['steps']['forward'] / sum(write['steps'].values()):.2f}.\n")
     print("**Storage and fidelity** (tiny random-init teacher: its features are not NTv2-like; std cos = "
           "mean cosine after per-channel standardisation vs the fp32 teacher output):\n")
     print("| teacher dtype | stored | B/dim on disk | std cos vs fp32 | values changed vs what the teacher "
