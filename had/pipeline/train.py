@@ -252,9 +252,12 @@ def _cosine(step: int, warmup: int, total: int) -> float:
 def _init_distributed() -> Dist:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Dist()
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank)  # before init, or every rank's NCCL communicator lands on GPU 0
     dist.init_process_group(backend)
-    return Dist(dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_world_size())
+    return Dist(dist.get_rank(), local_rank, dist.get_world_size())
 
 
 def _device(option: str, dd: Dist) -> torch.device:
