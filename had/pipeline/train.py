@@ -56,7 +56,7 @@ def run(cfg: RunConfig, reader=None) -> Path:
     item and `.manifest` (benchmarks feed in-memory items through it); its manifest is checked alike.
     """
     tc = cfg.train
-    dd = _init_distributed()
+    dd = _init_distributed(use_cuda=torch.cuda.is_available() and tc.device != "cpu")
     device = _device(tc.device, dd)
     reader = _check_cache(cfg, reader if reader is not None else _open_cache(cfg.cache.path))
     model_cfg = _student_config(cfg, reader.manifest)
@@ -249,11 +249,11 @@ def _cosine(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _init_distributed() -> Dist:
+def _init_distributed(use_cuda: bool) -> Dist:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return Dist()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    backend = "nccl" if use_cuda else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(local_rank)  # before init, or every rank's NCCL communicator lands on GPU 0
     dist.init_process_group(backend)
