@@ -99,6 +99,12 @@ def fla_naive_x2(fwd, bwd):
     return one(*fwd), one(*(x.flip(1) for x in bwd)).flip(1)
 
 
+def triton_configs(s: Shape, chunks, warps):
+    from had.kernels.gated_delta.chunk import MAX_CHUNK_X_DIM
+
+    return [(c, w) for c in chunks for w in warps if c * max(s.K, s.V) <= MAX_CHUNK_X_DIM]
+
+
 def _compile_one(args) -> str:
     shape, chunk, warps = args
     small = Shape(1, shape.T, shape.H, shape.K, shape.V)  # same Triton specialisation as the real shape
@@ -116,7 +122,7 @@ def precompile(shapes, chunks, warps, jobs: int) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    todo = [(s, c, w) for s in shapes for c in chunks for w in warps]
+    todo = [(s, c, w) for s in shapes for c, w in triton_configs(s, chunks, warps)]
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         for line in pool.map(_compile_one, todo):
             print(line, flush=True)
@@ -214,18 +220,18 @@ def run(device: str, chunks: list[int], warps: list[int], skip_fla: bool) -> dic
     copy_bw = copy_bandwidth() if cuda else None
     info["copy_GBps"] = copy_bw / 1e9 if copy_bw else None
 
-    impls = {}
-    if cuda:
-        impls.update({f"had-triton-C{c}-w{w}": ours_triton(c, w) for c in chunks for w in warps})
-        impls["had-torch"] = ours_torch
-        if not skip_fla:
-            impls["fla-x2+flips"] = fla_x2
-    else:
-        impls["had-torch"] = ours_torch
-        if not skip_fla:
-            impls["fla-naive-x2+flips"] = fla_naive_x2
     rows = []
     for s in CUDA_SHAPES if cuda else CPU_SHAPES:
+        impls = {}
+        if cuda:
+            impls.update({f"had-triton-C{c}-w{w}": ours_triton(c, w) for c, w in triton_configs(s, chunks, warps)})
+            impls["had-torch"] = ours_torch
+            if not skip_fla:
+                impls["fla-x2+flips"] = fla_x2
+        else:
+            impls["had-torch"] = ours_torch
+            if not skip_fla:
+                impls["fla-naive-x2+flips"] = fla_naive_x2
         fwd, bwd = make_inputs(s, dtype, device, 1), make_inputs(s, dtype, device, 2)
         d_out = [torch.randn(s.B, s.T, s.H, s.V, device=device, dtype=dtype) for _ in range(2)]
         with torch.no_grad():

@@ -39,9 +39,11 @@ def test_low_precision_bidirectional_vs_naive(dtype, K, V):
 
 @pytest.mark.parametrize("chunk", [16, 32, 64])
 @pytest.mark.parametrize("num_warps", [4, 8])
-@pytest.mark.parametrize("K,V", [(32, 32), (64, 64), (32, 48)], ids=["d32", "d64", "k32v48"])
+@pytest.mark.parametrize("K,V", [(32, 32), (64, 64)], ids=["d32", "d64"])
 def test_fp32_chunk_and_warps_sweep(chunk, num_warps, K, V):
     """Every compiled configuration the benchmark may pick: fp32 (IEEE dots) to 1e-4, all gradients."""
+    if chunk * max(K, V) > chunk_mod.MAX_CHUNK_X_DIM:
+        pytest.skip("backward needs more shared memory than an H100 has")
     B, T, H = 2, 200, 2
     lengths = torch.tensor([200, 71])
     x = make_inputs(B, T, H, K, V, lengths, device="cuda")

@@ -77,3 +77,11 @@ def test_triton_bidirectional_matches_per_sequence_flips(B, T, H, K, V, lengths)
     inputs = [*fwd, *bwd]
     for a, r in zip(grads(out, inputs), grads(ref, inputs)):
         assert torch.isfinite(a).all() and rel_rms(a, r) <= TOL
+
+
+def test_chunk_too_large_for_shared_memory_is_a_user_error():
+    from had.errors import HadError
+
+    x = make_inputs(1, 8, 1, 64, 64, device=DEVICE)
+    with pytest.raises(HadError, match="chunk_size=64"):
+        chunk_mod.chunk_gated_delta_rule(*x, 0.125, chunk_size=64)

@@ -18,8 +18,12 @@ import torch
 import triton
 import triton.language as tl
 
+from had.errors import HadError
+
 DEFAULT_CHUNK = 32
 DEFAULT_WARPS = 4
+# chunk x max(K, V) above this needs more shared memory in the backward than an H100 has (64 x 64: 256 KiB)
+MAX_CHUNK_X_DIM = 2048
 L2_EPS = 1e-6  # same eps as naive.l2norm
 
 
@@ -270,9 +274,15 @@ def _empty(shape, like: torch.Tensor, dtype: torch.dtype | None = None, zero: bo
     return make(shape, dtype=dtype or like.dtype, device=like.device)
 
 
-def _meta(x: torch.Tensor, chunk_size: int | None) -> dict:
-    """IEEE fp32 dots for fp32 inputs (the 1e-4 target); TF32 operands for bf16/fp16 inputs."""
-    return dict(BT=chunk_size or DEFAULT_CHUNK, PREC="ieee" if x.dtype in (torch.float32, torch.float64) else "tf32",
+def _meta(x: torch.Tensor, v: torch.Tensor, chunk_size: int | None) -> dict:
+    """Chunk size, and IEEE fp32 dots for fp32 inputs (the 1e-4 target) or TF32 for bf16/fp16 inputs."""
+    dim = max(x.shape[-1], v.shape[-1], 16)
+    if chunk_size is None:
+        chunk_size = min(DEFAULT_CHUNK, MAX_CHUNK_X_DIM // triton.next_power_of_2(dim))
+    if chunk_size not in (16, 32, 64) or chunk_size * triton.next_power_of_2(dim) > MAX_CHUNK_X_DIM:
+        raise HadError(f"GDN Triton: chunk_size={chunk_size} must be 16, 32 or 64 with chunk_size x max(K, V) "
+                       f"<= {MAX_CHUNK_X_DIM} (K, V = {x.shape[-1]}, {v.shape[-1]})")
+    return dict(BT=chunk_size, PREC="ieee" if x.dtype in (torch.float32, torch.float64) else "tf32",
                 EPS=L2_EPS)
 
 
@@ -292,7 +302,7 @@ class _ChunkGDN(torch.autograd.Function):
         lengths = lengths.to(device=q.device, dtype=torch.int32).contiguous()
         os_ = [_empty(xs[5 * d + 2].shape, xs[5 * d], zero=padded) for d in range(ndir)]
         ht = _empty((B, H, K, V), q, torch.float32) if store_ht else None
-        meta = _meta(q, chunk_size)
+        meta = _meta(q, v, chunk_size)
         per_dir = [(*xs[5 * d: 5 * d + 5], os_[d]) for d in range(ndir)]
         gdn_fwd_kernel[(B * H, ndir)](
             *per_dir[0], *per_dir[-1], h0, ht, lengths, scale, T, H,
@@ -311,7 +321,7 @@ class _ChunkGDN(torch.autograd.Function):
         q, v = xs[0], xs[2]
         B, T, H, K = q.shape
         V = v.shape[-1]
-        meta = _meta(q, chunk_size)
+        meta = _meta(q, v, chunk_size)
         BT, BK, BV = meta["BT"], max(16, triton.next_power_of_2(K)), max(16, triton.next_power_of_2(V))
         nt_max = max(1, triton.cdiv(T, BT))
         ws = torch.empty(ndir * B * H * (nt_max * BK * BV + BK * BV + BT * BT), dtype=torch.float32, device=q.device)
