@@ -67,7 +67,7 @@ def run(cfg: RunConfig, reader=None) -> Path:
     torch.manual_seed(tc.seed)
     model = HadForPretraining(model_cfg).to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "embed" in n]  # norms, biases, gates
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "embed" in n]  # norms, biases, gates, embeddings
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=tc.lr, betas=tuple(tc.betas), fused=device.type == "cuda",
