@@ -27,8 +27,11 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
+# CPU benchmarks (GPU: see benchmarks/RESULTS.md for the device commands).
 bench: install
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/bench_gdn.py --device cpu --threads 1
+	$(PY) benchmarks/bench_train.py --threads 1
+	$(PY) benchmarks/bench_cache.py --quick
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
