@@ -18,9 +18,9 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"; } | tee "$out/env.txt"
-timeout 110 python3 benchmarks/bench_gdn.py --device cuda --compile-jobs 6 --out "$out/bench_gdn.json" $fla_flag 2>&1 | tee "$out/bench.log"
+timeout 200 python3 benchmarks/bench_gdn.py --device cuda --compile-jobs 6 --out "$out/bench_gdn.json" $fla_flag 2>&1 | tee "$out/bench.log"
 bench_rc=$?
-timeout 85 python3 -m pytest tests/kernels/test_gated_delta_cuda.py tests/kernels/test_gated_delta_triton.py -q -p no:cacheprovider -p no:benchmark -n 14 --maxfail=20 2>&1 | tee "$out/tests.log"
+timeout 120 python3 -m pytest tests/kernels/test_gated_delta_cuda.py tests/kernels/test_gated_delta_triton.py -q -p no:cacheprovider -p no:benchmark -n 14 --maxfail=20 2>&1 | tee "$out/tests.log"
 tests_rc=$?
 echo "tests rc=$tests_rc bench rc=$bench_rc"
 exit $(( tests_rc || bench_rc ))
