@@ -1,6 +1,7 @@
 """Shared helpers for the GDN kernel tests: seeded inputs with NaN padding, error metric, gradients."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -49,8 +50,6 @@ def case_grid(chunks=(64,), max_rows=None):
     """Covering set of the issue's grid: every T x (K, V), with H, B, initial state, ragged lengths and
     chunk size cycled so that each value meets many others. `max_rows` caps B*H*T (H drops to 1) to
     keep interpreted-Triton cases cheap. Returns pytest.params (T, K, V, H, B, with_h0, ragged, chunk)."""
-    import pytest
-
     cases = []
     i = 0
     for T in (1, 7, 63, 64, 65, 200):

@@ -46,7 +46,8 @@ def _check(x: GDNInputs, lengths: torch.Tensor | None, initial_state: torch.Tens
         raise HadError(f"{where}: lengths must be [B] = [{B}], got {tuple(lengths.shape)}")
     V = x.v.shape[-1]
     if initial_state is not None and initial_state.shape != (B, H, K, V):
-        raise HadError(f"{where}: initial_state must be [B, H, K, V] = [{B}, {H}, {K}, {V}], got {tuple(initial_state.shape)}")
+        raise HadError(f"{where}: initial_state must be [B, H, K, V] = [{B}, {H}, {K}, {V}], "
+                       f"got {tuple(initial_state.shape)}")
 
 
 def _resolve(impl: str, x: torch.Tensor, where: str) -> str:
