@@ -1,9 +1,7 @@
 """Triton chunked gated delta rule: fused forward and backward, one or two directions per launch.
 
-Three kernels, each launched once per pass for both directions (grid axis 1 = direction):
-`gdn_prep_kernel` inverts every chunk's (I + L) in parallel (it needs only k, g, beta); `gdn_fwd_kernel` and
-`gdn_bwd_kernel` give one program one (sequence, head, direction), which walks that sequence's chunks with
-the fp32 state [K, V] in registers; W, U and N never leave the chip. The reverse direction reads
+One program owns one (sequence, head, direction) and walks that sequence's chunks with the fp32 state
+[K, V] in registers; the WY intermediates (A, W, U, N) never leave the chip. The reverse direction reads
 row b from lengths[b]-1 down to 0 through index arithmetic (no flipped copies), and writes its outputs
 and gradients through the same map, so o_bwd[b, t] is aligned with input position t.
 
@@ -55,24 +53,6 @@ def _chunk_rows(c, seq_len, b, h, T, H, REVERSE, BT: tl.constexpr):
 
 
 @triton.jit
-def _load_rows(ptr, rows, valid, D: tl.constexpr, BD: tl.constexpr):
-    """[BT, BD] fp32 tile of rows `rows` of a [*, D] tensor; padding rows and columns read as 0."""
-    dd = tl.arange(0, BD)
-    return tl.load(ptr + rows[:, None] * D + dd[None, :], mask=valid[:, None] & (dd < D)[None, :],
-                   other=0.0).to(tl.float32)
-
-
-@triton.jit
-def _l2norm_rows(b_x, USE_L2: tl.constexpr, EPS: tl.constexpr):
-    """(x / sqrt(|x|² + eps), 1 / sqrt(|x|² + eps)) per row, or (x, 1) without the norm."""
-    b_r = tl.full([b_x.shape[0]], 1.0, tl.float32)
-    if USE_L2:
-        b_r = tl.rsqrt(tl.sum(b_x * b_x, 1) + EPS)
-        b_x = b_x * b_r[:, None]
-    return b_x, b_r
-
-
-@triton.jit
 def _load_chunk(q_ptr, k_ptr, v_ptr, g_ptr, beta_ptr, rows, valid,
                 K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
                 USE_L2: tl.constexpr, EPS: tl.constexpr):
@@ -80,76 +60,53 @@ def _load_chunk(q_ptr, k_ptr, v_ptr, g_ptr, beta_ptr, rows, valid,
 
     Returns q, k [BT, BK] (normalised), v [BT, BV], g, beta [BT], and rq, rk [BT] (inverse norms).
     """
-    b_q, b_rq = _l2norm_rows(_load_rows(q_ptr, rows, valid, K, BK), USE_L2, EPS)
-    b_k, b_rk = _l2norm_rows(_load_rows(k_ptr, rows, valid, K, BK), USE_L2, EPS)
-    b_v = _load_rows(v_ptr, rows, valid, V, BV)
+    kk = tl.arange(0, BK)
+    vv = tl.arange(0, BV)
+    mk = valid[:, None] & (kk < K)[None, :]
+    mv = valid[:, None] & (vv < V)[None, :]
+    b_q = tl.load(q_ptr + rows[:, None] * K + kk[None, :], mask=mk, other=0.0).to(tl.float32)
+    b_k = tl.load(k_ptr + rows[:, None] * K + kk[None, :], mask=mk, other=0.0).to(tl.float32)
+    b_v = tl.load(v_ptr + rows[:, None] * V + vv[None, :], mask=mv, other=0.0).to(tl.float32)
     b_g = tl.load(g_ptr + rows, mask=valid, other=0.0).to(tl.float32)
     b_beta = tl.load(beta_ptr + rows, mask=valid, other=0.0).to(tl.float32)
+    b_rq = tl.full(b_g.shape, 1.0, tl.float32)
+    b_rk = b_rq
+    if USE_L2:
+        b_rq = tl.rsqrt(tl.sum(b_q * b_q, 1) + EPS)
+        b_rk = tl.rsqrt(tl.sum(b_k * b_k, 1) + EPS)
+        b_q = b_q * b_rq[:, None]
+        b_k = b_k * b_rk[:, None]
     return b_q, b_k, b_v, b_g, b_beta, b_rq, b_rk
 
 
 @triton.jit
-def _chunk_decay(b_g, BT: tl.constexpr):
-    """G = in-chunk cumsum of g and Γ_ri = exp(G_r - G_i) for r >= i, else 0."""
+def _wy(b_k, b_v, b_g, b_beta, BT: tl.constexpr, PREC: tl.constexpr):
+    """In-chunk cumulative gate and the WY/UT transform (gdn_math.md §2.1).
+
+    Returns G, Γ [BT, BT] (0 above the diagonal), K Kᵀ, L, A = (I + L)⁻¹, and the right-hand sides
+    Xw = (β e^G) K, Xu = β V, with W = A Xw and U = A Xu.
+    """
     o = tl.arange(0, BT)
     b_G = tl.cumsum(b_g, 0)
     # mask the exponent, not the result: exp of the upper triangle could overflow to inf
     b_Gam = tl.exp(tl.where(o[:, None] >= o[None, :], b_G[:, None] - b_G[None, :], float("-inf")))
-    return b_G, b_Gam
-
-
-@triton.jit
-def _gated_gram(b_k, b_g, b_beta, BT: tl.constexpr, PREC: tl.constexpr):
-    """In-chunk cumulative gate G [BT], Γ [BT, BT] (0 above the diagonal), K Kᵀ, and
-    L = strictLower(β (K Kᵀ) ⊙ Γ), the matrix whose (I + L)⁻¹ is the WY/UT transform (gdn_math.md §2.1)."""
-    o = tl.arange(0, BT)
-    b_G, b_Gam = _chunk_decay(b_g, BT)
     b_kk = tl.dot(b_k, tl.trans(b_k), input_precision=PREC)
     b_L = tl.where(o[:, None] > o[None, :], b_beta[:, None] * b_kk * b_Gam, 0.0)
-    return b_G, b_Gam, b_kk, b_L
-
-
-@triton.jit
-def gdn_prep_kernel(
-    k0, g0, beta0, k1, g1, beta1, a_ptr, lengths_ptr, T, H, NT_MAX,
-    K: tl.constexpr, BK: tl.constexpr, BT: tl.constexpr, USE_L2: tl.constexpr, PREC: tl.constexpr,
-    EPS: tl.constexpr,
-):
-    """Grid (B*H, n_directions, NT_MAX): A = (I + L)⁻¹ of every chunk, in parallel.
-
-    The inverse depends only on k, g, beta, not on the state, so it is taken off the sequential chunk
-    loop: its BT dependent substitution steps would otherwise be the recurrence kernels' critical path.
-    """
-    bh = tl.program_id(0)
-    d = tl.program_id(1)
-    c = tl.program_id(2)
-    b = bh // H
-    h = bh % H
-    if d == 0:
-        k_ptr, g_ptr, beta_ptr = k0, g0, beta0
-    else:
-        k_ptr, g_ptr, beta_ptr = k1, g1, beta1
-    seq_len = tl.load(lengths_ptr + b)
-    rows, valid = _chunk_rows(c, seq_len, b, h, T, H, d == 1, BT)
-    b_k, _ = _l2norm_rows(_load_rows(k_ptr, rows, valid, K, BK), USE_L2, EPS)
-    b_g = tl.load(g_ptr + rows, mask=valid, other=0.0).to(tl.float32)
-    b_beta = tl.load(beta_ptr + rows, mask=valid, other=0.0).to(tl.float32)
-    _, _, _, b_L = _gated_gram(b_k, b_g, b_beta, BT, PREC)
-    o = tl.arange(0, BT)
-    a_off = ((d * tl.num_programs(0) + bh).to(tl.int64) * NT_MAX + c) * BT * BT
-    tl.store(a_ptr + a_off + o[:, None] * BT + o[None, :], _unit_lower_inverse(b_L, BT))
+    b_A = _unit_lower_inverse(b_L, BT)
+    b_xw = b_k * (b_beta * tl.exp(b_G))[:, None]
+    b_xu = b_v * b_beta[:, None]
+    return b_G, b_Gam, b_kk, b_L, b_A, b_xw, b_xu
 
 
 @triton.jit
 def gdn_fwd_kernel(
     q0, k0, v0, g0, beta0, o0,
     q1, k1, v1, g1, beta1, o1,
-    a_ptr, h0_ptr, ht_ptr, lengths_ptr, scale, T, H, NT_MAX,
+    h0_ptr, ht_ptr, lengths_ptr, scale, T, H,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BT: tl.constexpr,
     USE_L2: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr, PREC: tl.constexpr, EPS: tl.constexpr,
 ):
-    """Grid (B*H, n_directions). Direction 1 (if launched) runs each sequence backwards.
-    `a_ptr` holds every chunk's (I + L)⁻¹ from `gdn_prep_kernel`."""
+    """Grid (B*H, n_directions). Direction 1 (if launched) runs each sequence backwards."""
     bh = tl.program_id(0)
     d = tl.program_id(1)
     b = bh // H
@@ -164,8 +121,6 @@ def gdn_fwd_kernel(
     o = tl.arange(0, BT)
     m_kv = (kk < K)[:, None] & (vv < V)[None, :]
     state_off = bh.to(tl.int64) * K * V + kk[:, None] * V + vv[None, :]
-    a_base = a_ptr + (d * tl.num_programs(0) + bh).to(tl.int64) * NT_MAX * BT * BT
-    tile_a = o[:, None] * BT + o[None, :]
     b_h = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_H0:
         b_h = tl.load(h0_ptr + state_off, mask=m_kv, other=0.0).to(tl.float32)
@@ -173,10 +128,9 @@ def gdn_fwd_kernel(
         rows, valid = _chunk_rows(c, seq_len, b, h, T, H, d == 1, BT)
         b_q, b_k, b_v, b_g, b_beta, _, _ = _load_chunk(q_ptr, k_ptr, v_ptr, g_ptr, beta_ptr, rows, valid,
                                                        K, V, BK, BV, USE_L2, EPS)
-        b_G, b_Gam = _chunk_decay(b_g, BT)
-        b_A = tl.load(a_base + c * BT * BT + tile_a)
-        b_w = tl.dot(b_A, b_k * (b_beta * tl.exp(b_G))[:, None], input_precision=PREC)
-        b_n = tl.dot(b_A, b_v * b_beta[:, None], input_precision=PREC) - tl.dot(b_w, b_h, input_precision=PREC)
+        b_G, b_Gam, _, _, b_A, b_xw, b_xu = _wy(b_k, b_v, b_g, b_beta, BT, PREC)
+        b_w = tl.dot(b_A, b_xw, input_precision=PREC)
+        b_n = tl.dot(b_A, b_xu, input_precision=PREC) - tl.dot(b_w, b_h, input_precision=PREC)
         b_s = tl.dot(b_q, tl.trans(b_k), input_precision=PREC) * b_Gam
         b_o = tl.exp(b_G)[:, None] * tl.dot(b_q, b_h, input_precision=PREC)
         b_o = scale * (b_o + tl.dot(b_s, b_n, input_precision=PREC))
@@ -193,12 +147,11 @@ def gdn_fwd_kernel(
 def gdn_bwd_kernel(
     q0, k0, v0, g0, beta0, do0, dq0, dk0, dv0, dg0, dbeta0,
     q1, k1, v1, g1, beta1, do1, dq1, dk1, dv1, dg1, dbeta1,
-    a_ptr, h0_ptr, dht_ptr, dh0_ptr, ws_ptr, lengths_ptr, scale, T, H, NT_MAX,
+    h0_ptr, dht_ptr, dh0_ptr, ws_ptr, lengths_ptr, scale, T, H, NT_MAX,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BT: tl.constexpr,
     USE_L2: tl.constexpr, HAS_H0: tl.constexpr, HAS_DHT: tl.constexpr, PREC: tl.constexpr, EPS: tl.constexpr,
 ):
-    """Grid (B*H, n_directions). `a_ptr` as in the forward. Workspace per program: NT_MAX states [BK, BV],
-    dh [BK, BV], E [BT, BT]."""
+    """Grid (B*H, n_directions). Workspace per program: NT_MAX states [BK, BV], dh [BK, BV], E [BT, BT]."""
     bh = tl.program_id(0)
     d = tl.program_id(1)
     b = bh // H
@@ -220,8 +173,6 @@ def gdn_bwd_kernel(
     ws = ws_ptr + (d * tl.num_programs(0) + bh).to(tl.int64) * (NT_MAX * BK * BV + BK * BV + BT * BT)
     ws_dh = ws + NT_MAX * BK * BV
     ws_e = ws_dh + BK * BV
-    a_base = a_ptr + (d * tl.num_programs(0) + bh).to(tl.int64) * NT_MAX * BT * BT
-    tile_a = o[:, None] * BT + o[None, :]
 
     # Pass 1: recompute the state entering every chunk.
     b_h = tl.zeros([BK, BV], dtype=tl.float32)
@@ -232,10 +183,7 @@ def gdn_bwd_kernel(
         rows, valid = _chunk_rows(c, seq_len, b, h, T, H, d == 1, BT)
         _, b_k, b_v, b_g, b_beta, _, _ = _load_chunk(q_ptr, k_ptr, v_ptr, g_ptr, beta_ptr, rows, valid,
                                                      K, V, BK, BV, USE_L2, EPS)
-        b_G, _ = _chunk_decay(b_g, BT)
-        b_A = tl.load(a_base + c * BT * BT + tile_a)
-        b_xw = b_k * (b_beta * tl.exp(b_G))[:, None]
-        b_xu = b_v * b_beta[:, None]
+        b_G, _, _, _, b_A, b_xw, b_xu = _wy(b_k, b_v, b_g, b_beta, BT, PREC)
         b_n = tl.dot(b_A, b_xu, input_precision=PREC) - tl.dot(tl.dot(b_A, b_xw, input_precision=PREC), b_h,
                                                                input_precision=PREC)
         b_glast = tl.sum(b_g, 0)
@@ -254,15 +202,13 @@ def gdn_bwd_kernel(
         rows, valid = _chunk_rows(c, seq_len, b, h, T, H, d == 1, BT)
         b_q, b_k, b_v, b_g, b_beta, b_rq, b_rk = _load_chunk(q_ptr, k_ptr, v_ptr, g_ptr, beta_ptr, rows, valid,
                                                              K, V, BK, BV, USE_L2, EPS)
-        b_G, b_Gam, b_kk, b_L = _gated_gram(b_k, b_g, b_beta, BT, PREC)
-        b_A = tl.load(a_base + c * BT * BT + tile_a)
-        b_xw = b_k * (b_beta * tl.exp(b_G))[:, None]  # W = A Xw, U = A Xu
-        b_xu = b_v * b_beta[:, None]
+        b_G, b_Gam, b_kk, b_L, b_A, b_xw, b_xu = _wy(b_k, b_v, b_g, b_beta, BT, PREC)
         b_h = tl.load(ws + c * BK * BV + tile)
         tl.store(ws_dh + tile, b_dh)
         tl.debug_barrier()
         b_dhT = tl.load(ws_dh + kk[None, :] * BV + vv[:, None])  # [BV, BK]
-        b_do = _load_rows(do_ptr, rows, valid, V, BV)
+        b_do = tl.load(do_ptr + rows[:, None] * V + vv[None, :], mask=valid[:, None] & (vv < V)[None, :],
+                       other=0.0).to(tl.float32)
         b_gamma = tl.exp(b_G)
         b_glast = tl.sum(b_g, 0)
         b_lam = tl.exp(b_glast - b_G)
@@ -340,19 +286,6 @@ def _meta(x: torch.Tensor, v: torch.Tensor, chunk_size: int | None) -> dict:
                 EPS=L2_EPS)
 
 
-def _inverses(xs, lengths, ndir, use_l2, meta) -> tuple[torch.Tensor, int]:
-    """(I + L)⁻¹ of every chunk of every (direction, row, head): fp32 [ndir*B*H*NT_MAX*BT*BT], and NT_MAX."""
-    B, T, H, K = xs[1].shape
-    BT = meta["BT"]
-    nt_max = max(1, triton.cdiv(T, BT))
-    a = torch.empty(ndir * B * H * nt_max * BT * BT, dtype=torch.float32, device=xs[1].device)
-    gdn_prep_kernel[(B * H, ndir, nt_max)](
-        xs[1], xs[3], xs[4], xs[5 * ndir - 4], xs[5 * ndir - 2], xs[5 * ndir - 1], a, lengths, T, H, nt_max,
-        K=K, BK=max(16, triton.next_power_of_2(K)), BT=BT, USE_L2=use_l2, PREC=meta["PREC"], EPS=meta["EPS"],
-        num_warps=max(1, BT // 16))
-    return a, nt_max
-
-
 class _ChunkGDN(torch.autograd.Function):
     """Autograd over one launch per pass for 1 or 2 directions (inputs flattened as 5 per direction)."""
 
@@ -370,10 +303,9 @@ class _ChunkGDN(torch.autograd.Function):
         os_ = [_empty(xs[5 * d + 2].shape, xs[5 * d], zero=padded) for d in range(ndir)]
         ht = _empty((B, H, K, V), q, torch.float32) if store_ht else None
         meta = _meta(q, v, chunk_size)
-        a, nt_max = _inverses(xs, lengths, ndir, use_l2, meta)
         per_dir = [(*xs[5 * d: 5 * d + 5], os_[d]) for d in range(ndir)]
         gdn_fwd_kernel[(B * H, ndir)](
-            *per_dir[0], *per_dir[-1], a, h0, ht, lengths, scale, T, H, nt_max,
+            *per_dir[0], *per_dir[-1], h0, ht, lengths, scale, T, H,
             K=K, V=V, BK=max(16, triton.next_power_of_2(K)), BV=max(16, triton.next_power_of_2(V)),
             USE_L2=use_l2, HAS_H0=h0 is not None, STORE_HT=store_ht, num_warps=num_warps or DEFAULT_WARPS, **meta)
         ctx.save_for_backward(lengths, h0, *xs)
@@ -391,7 +323,7 @@ class _ChunkGDN(torch.autograd.Function):
         V = v.shape[-1]
         meta = _meta(q, v, chunk_size)
         BT, BK, BV = meta["BT"], max(16, triton.next_power_of_2(K)), max(16, triton.next_power_of_2(V))
-        a, nt_max = _inverses(xs, lengths, ndir, use_l2, meta)  # recomputed: cheaper than keeping it alive
+        nt_max = max(1, triton.cdiv(T, BT))
         ws = torch.empty(ndir * B * H * (nt_max * BK * BV + BK * BV + BT * BT), dtype=torch.float32, device=q.device)
         per_dir = []
         dxs = []
@@ -403,7 +335,7 @@ class _ChunkGDN(torch.autograd.Function):
             per_dir.append((*x, do, *dx))
         dh0 = _empty(h0.shape, h0, torch.float32) if h0 is not None else None
         gdn_bwd_kernel[(B * H, ndir)](
-            *per_dir[0], *per_dir[-1], a, h0, None if dht is None else dht.contiguous(), dh0, ws, lengths,
+            *per_dir[0], *per_dir[-1], h0, None if dht is None else dht.contiguous(), dh0, ws, lengths,
             scale, T, H, nt_max, K=K, V=V, BK=BK, BV=BV, USE_L2=use_l2, HAS_H0=h0 is not None,
             HAS_DHT=dht is not None, num_warps=num_warps or DEFAULT_WARPS, **meta)
         dh0 = dh0.to(h0.dtype) if h0 is not None else None
