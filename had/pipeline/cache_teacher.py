@@ -28,8 +28,6 @@ import copy
 import dataclasses
 import json
 import math
-import queue
-import threading
 import time
 from dataclasses import dataclass
 

@@ -9,17 +9,6 @@ SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
 REAL_GUE = SHARED / "data" / "real" / "GUE"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread (two spin against the other jobs on a shared 2-core machine)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def tiny_esm(tmp_path_factory) -> Path:
     """A randomly initialised ESM masked LM + NTv2 tokenizer files (what a real NTv2 dir holds)."""

@@ -10,7 +10,7 @@ from had.data.benchmarks import load_task
 from had.data.tokenizer import NTv2Tokenizer
 from had.errors import HadError
 from had.evaluation import finetune as ft
-from had.evaluation.backbones import SequenceClassifier, encode_nucleotides, load_backbone
+from had.evaluation.backbones import SequenceClassifier, load_backbone
 
 CPU = torch.device("cpu")
 

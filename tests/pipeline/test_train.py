@@ -22,15 +22,6 @@ WINDOW = 48
 GOLDEN = Path(__file__).resolve().parents[1] / "student" / "golden_train_tiny.jsonl"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread (two spin against the other jobs on a shared 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _cfg(out, steps=4, **train_kw):
     cfg = load_config("tiny", {
         "cache.path": "memory", "genome.window": WINDOW, "train.out": str(out), "train.steps": steps,

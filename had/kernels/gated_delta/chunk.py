@@ -118,7 +118,6 @@ def gdn_fwd_kernel(
     seq_len = tl.load(lengths_ptr + b)
     kk = tl.arange(0, BK)
     vv = tl.arange(0, BV)
-    o = tl.arange(0, BT)
     m_kv = (kk < K)[:, None] & (vv < V)[None, :]
     state_off = bh.to(tl.int64) * K * V + kk[:, None] * V + vv[None, :]
     b_h = tl.zeros([BK, BV], dtype=tl.float32)
@@ -195,7 +194,6 @@ def gdn_bwd_kernel(
     b_dh = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_DHT:
         b_dh = tl.load(dht_ptr + state_off, mask=m_kv, other=0.0).to(tl.float32)
-    causal = o[:, None] >= o[None, :]
     strict = o[:, None] > o[None, :]
     for i in range(0, n_chunks):
         c = n_chunks - 1 - i
