@@ -102,7 +102,7 @@ def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto
         raise HadError(f"teacher.dtype={dtype!r}: expected auto, {', '.join(DTYPES)}")
     local = Path(model)
     if local.exists() and not (local / "config.json").is_file():
-        raise HadError(f"teacher.model={model}: directory has no config.json")
+        raise HadError(f"model {model}: directory has no config.json")
     if local.is_dir():
         config_dict = json.loads((local / "config.json").read_text())
         if "auto_map" in config_dict and not trust_remote_code:
@@ -115,9 +115,9 @@ def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto
     except ValueError as e:
         if "trust_remote_code" in str(e):
             raise _remote_code_error(model) from None
-        raise HadError(f"teacher.model={model}: cannot load: {e}") from None
+        raise HadError(f"model {model}: cannot load: {e}") from None
     except OSError as e:
-        raise HadError(f"teacher.model={model}: not a local directory or reachable hub id ({e})") from None
+        raise HadError(f"model {model}: not a local directory or reachable hub id ({e})") from None
     encoder = mlm.base_model.to(device).eval().requires_grad_(False)
     del mlm
     tokenizer = NTv2Tokenizer.from_dir(local if (local / "vocab.txt").is_file() else TOKENIZER_DIR)
@@ -175,7 +175,7 @@ def build_tiny_teacher(
 
 def _remote_code_error(model: str) -> HadError:
     return HadError(
-        f"teacher.model={model} ships its own modeling code (config.json has auto_map; real NTv2 "
+        f"model {model} ships its own modeling code (config.json has auto_map; real NTv2 "
         "checkpoints do): pass --trust-remote-code (teacher.trust_remote_code=true) to load it"
     )
 
