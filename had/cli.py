@@ -45,13 +45,18 @@ def _user_errors(fn: Callable) -> Callable:
 
 
 def _config(config: str | None, options: dict[str, Any], sets: list[str] | None) -> RunConfig:
-    overrides = dict(options)
+    return load_config(config, {**options, **_parse_sets(sets)})
+
+
+def _parse_sets(sets: list[str] | None) -> dict[str, Any]:
+    """`--set section.key=value` items -> {"section.key": value parsed as YAML}."""
+    overrides = {}
     for item in sets or []:
         key, eq, value = item.partition("=")
         if not eq:
             raise HadError(f"--set {item!r}: expected section.key=value")
         overrides[key.strip()] = yaml.safe_load(value)
-    return load_config(config, overrides)
+    return overrides
 
 
 def _version_callback(value: bool) -> None:
@@ -241,6 +246,26 @@ def demo(
     from had.pipeline import demo as pipeline
 
     pipeline.run(_config(config, {}, set_), Path(out), seed=seed)
+
+
+@app.command()
+@_user_errors
+def experiment(
+    preset: str = typer.Option("cpu", help="cpu (2 CPU cores, ~30 min) or gpu (one GPU; bigger genome, teacher, tasks)."),
+    data: str = typer.Option("synthetic", help="synthetic (generated from --seed, NT-layout tasks) or real "
+                             "(1 Mb of chr20 + GUE tasks from ../shared/data/real)."),
+    seed: int = typer.Option(0, help="Generator seed of the synthetic genome and tasks; also seeds the teacher."),
+    out: str = typer.Option("runs/science", "--out", "-o", help="Folder for every artifact, summary.md and summary.png."),
+    set_: Optional[list[str]] = typer.Option(
+        None, "--set", help=SET_HELP + " experiment.<key> sets the experiment itself, e.g. "
+        "--set experiment.variants='[had, random_init]' or --set experiment.teacher.steps=100."),
+) -> None:
+    """Does the distillation work? Teacher pretraining, HAD and its ablations, eval of all, and a verdict."""
+    from had.pipeline import experiment as pipeline
+
+    ours, rest = pipeline.parse_overrides(_parse_sets(set_))
+    exp, cfg = pipeline.build(preset, data, rest, ours)
+    pipeline.run(exp, cfg, out, seed=seed)
 
 
 if __name__ == "__main__":  # pragma: no cover

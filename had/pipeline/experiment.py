@@ -1,0 +1,263 @@
+"""`had experiment`: does the distillation work? A controlled reproduction, end to end.
+
+    had experiment --preset cpu --data synthetic --seed 0 --out runs/science-syn0     # 2 CPU cores
+    had experiment --preset cpu --data real --out runs/science-real                    # chr20 1 Mb + GUE
+    had experiment --preset gpu --data synthetic --seed 1 --out runs/science-gpu       # one GPU
+
+1. genome: a synthetic one from the generator seed (`had.data.synthetic`, with its classification
+   tasks in the NT layout), or the real 1 Mb chr20 fragment of ../shared/data/real/ (GUE tasks);
+2. teacher: a small NT-style 6-mer ESM pretrained on that genome (`had.teacher_pretrain`);
+3. `cache-teacher`, then students trained with the same budget (steps, batch, windows, size):
+   HAD (distillation + reconstruction), recon-only (no distillation), distill-only, no attention
+   layer, MLM-only (no teacher), and random init (no pretraining at all);
+4. `had eval` of every student and of the teacher (fine-tuning seeds from `eval.seeds`);
+5. `summary.md` + `summary.png` (the `had eval --compare` table over every model) and a verdict:
+   does HAD > recon-only > random init hold, by how much, over how many tasks.
+
+The RunConfig every student shares comes from `had/configs/science-<preset>.yaml` (`--set` overrides
+it); the rest (genome size, tasks, teacher size, variants) is the `Experiment` preset below
+(`--set experiment.<key>=<value>` overrides it). Re-running with the same --out redoes everything.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from had.config import RunConfig, load_config
+from had.errors import HadError
+from had.teacher_pretrain import TeacherPretrainConfig
+
+REAL_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real"
+REAL_GENOME = REAL_DATA / "genome" / "chr20_1mb_grch37.fa"
+REAL_TASKS = REAL_DATA / "GUE"
+
+# Student switches of every variant (None: not pretrained, saved at its random initialisation).
+VARIANTS: dict[str, dict | None] = {
+    "had": {},
+    "recon_only": {"use_distill": False},
+    "distill_only": {"use_recon": False},
+    "no_attention": {"use_attention": False},
+    "mlm_only": {"mlm_only": True},
+    "random_init": None,
+}
+TEACHER = "teacher"
+
+
+@dataclass
+class Experiment:
+    """What the experiment runs beyond the shared RunConfig."""
+
+    preset: str = "cpu"  # science-<preset>.yaml holds the students' RunConfig
+    data: str = "synthetic"  # synthetic | real
+    n_contigs: int = 2  # synthetic genome size
+    contig_length: int = 200_000
+    # Local motifs (promoter_tata, splice_sites_donors), a local motif pair with spacing and
+    # orientation rules (enhancers), and a long-range orientation XOR (enhancers_long_range).
+    tasks: list[str] = field(default_factory=lambda: [
+        "promoter_tata", "splice_sites_donors", "enhancers", "enhancers_long_range"])
+    task_train: int = 256  # synthetic examples per task split
+    task_test: int = 200
+    task_length: int = 128
+    real_tasks: list[str] = field(default_factory=lambda: ["prom/prom_core_tata", "tf/0", "mouse/0"])
+    real_max_train: int | None = 800  # eval.max_train_samples for the GUE tasks (None = all)
+    variants: list[str] = field(default_factory=lambda: list(VARIANTS))
+    eval_teacher: bool = True
+    teacher: TeacherPretrainConfig = field(default_factory=lambda: TeacherPretrainConfig(
+        hidden_size=128, num_layers=4, num_heads=4, window=258, batch_size=64, steps=300, lr=3e-3))
+
+
+PRESETS: dict[str, Experiment] = {
+    "cpu": Experiment(),
+    # Unmeasured: sized so that one H100 runs it in about an hour.
+    "gpu": Experiment(
+        preset="gpu", n_contigs=8, contig_length=1_000_000, task_train=2000, task_test=1000, task_length=400,
+        tasks=list(Experiment().tasks) + ["splice_sites_acceptors", "regulatory_types"],
+        real_tasks=["prom/prom_core_tata", "prom/prom_300_tata", "tf/0", "mouse/0"], real_max_train=None, teacher=TeacherPretrainConfig(
+            hidden_size=384, num_layers=8, num_heads=8, window=1020, batch_size=64, steps=8000, lr=1e-3,
+            device="cuda")),
+}
+
+
+@dataclass
+class Verdict:
+    """Mean test metric over tasks per model, and the pairwise claims."""
+
+    task_means: dict[str, dict[str, float]]  # model -> task -> mean over fine-tuning seeds
+    average: dict[str, float]  # model -> mean over tasks
+    seed_spread: dict[str, float]  # model -> max - min over seeds of the mean over tasks
+    claims: list[dict]  # {better, worse, margin (mean over tasks), wins, tasks, holds}
+
+    def text(self) -> str:
+        lines = ["## Verdict", "", "| model | mean over tasks | spread over fine-tuning seeds |", "|---|---|---|"]
+        for model in sorted(self.average, key=self.average.get, reverse=True):
+            lines.append(f"| {model} | {self.average[model]:.3f} | {self.seed_spread[model]:.3f} |")
+        lines.append("")
+        for c in self.claims:
+            lines.append(f"- {c['better']} > {c['worse']}: {'holds' if c['holds'] else 'does NOT hold'} "
+                         f"(margin {c['margin']:+.3f} mean over tasks; better on {c['wins']}/{c['tasks']} tasks)")
+        chain = [c for c in self.claims if c.get("chain")]
+        if chain:
+            ok = all(c["holds"] for c in chain)
+            lines.append(f"\nHAD > recon-only > random init: {'HOLDS' if ok else 'does NOT hold'}.")
+        return "\n".join(lines) + "\n"
+
+
+def parse_overrides(sets: dict[str, object]) -> tuple[dict, dict]:
+    """Split `--set` overrides into experiment.* keys (with the `experiment.` prefix dropped) and the rest."""
+    ours = {k.split(".", 1)[1]: v for k, v in sets.items() if k.startswith("experiment.")}
+    return ours, {k: v for k, v in sets.items() if not k.startswith("experiment.")}
+
+
+def build(preset: str, data: str, overrides: dict | None = None, experiment_overrides: dict | None = None
+          ) -> tuple[Experiment, RunConfig]:
+    """The experiment preset and the students' RunConfig, with overrides applied and checked."""
+    if preset not in PRESETS:
+        raise HadError(f"--preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    if data not in ("synthetic", "real"):
+        raise HadError(f"--data {data!r}: expected synthetic or real")
+    exp = dataclasses.replace(copy.deepcopy(PRESETS[preset]), data=data)
+    for key, value in (experiment_overrides or {}).items():
+        head, _, sub = key.partition(".")
+        target = exp.teacher if head == "teacher" and sub else exp
+        name = sub if target is exp.teacher else key
+        if name not in {f.name for f in dataclasses.fields(target)}:
+            known = ", ".join(f.name for f in dataclasses.fields(Experiment))
+            raise HadError(f"--set experiment.{key}: unknown key (experiment keys: {known}; "
+                           f"teacher.<key> for the teacher's pretraining)")
+        setattr(target, name, value)
+    unknown = [v for v in exp.variants if v not in VARIANTS]
+    if unknown:
+        raise HadError(f"experiment.variants: unknown {unknown} (known: {', '.join(VARIANTS)})")
+    return exp, load_config(f"science-{exp.preset}", overrides)
+
+
+def run(exp: Experiment, cfg: RunConfig, out: str | Path, seed: int = 0) -> Verdict:
+    """The whole experiment into `out`; returns (and writes into summary.md) the verdict."""
+    from had.pipeline import cache_teacher, eval as evaluate
+    from had.teacher_pretrain import pretrain_teacher
+
+    out = Path(out)
+    start = time.perf_counter()
+    cfg = copy.deepcopy(cfg)
+    _step("1/5 genome and tasks")
+    cfg.genome.fasta, cfg.eval.data_root, cfg.eval.benchmark, cfg.eval.tasks = _data(exp, out / "data", seed)
+    if exp.data == "real":
+        cfg.eval.max_train_samples = exp.real_max_train
+
+    _step("2/5 teacher pretraining (6-mer ESM masked LM)")
+    teacher_dir = out / TEACHER
+    report = pretrain_teacher(cfg.genome.fasta, teacher_dir, dataclasses.replace(exp.teacher, seed=seed))
+
+    _step("3/5 had cache-teacher")
+    cfg.teacher.model = str(teacher_dir)
+    cfg.cache.path = str(out / "cache")
+    cfg.cache.overwrite = True
+    cache_teacher.run(cfg)
+
+    _step(f"4/5 students ({', '.join(exp.variants)}), {cfg.train.steps} steps x {cfg.train.batch_size} windows each")
+    models = {name: _student(cfg, name, out / "students" / name) for name in exp.variants}
+    if exp.eval_teacher:
+        models[TEACHER] = teacher_dir
+
+    _step(f"5/5 had eval of {len(models)} models on {len(cfg.eval.tasks)} tasks x {cfg.eval.seeds} seeds")
+    eval_dirs = []
+    for name, model in models.items():
+        ecfg = copy.deepcopy(cfg)
+        ecfg.eval.model, ecfg.eval.out = str(model), str(out / "eval" / name)
+        evaluate.run(ecfg)
+        eval_dirs.append(ecfg.eval.out)
+
+    evaluate.compare(eval_dirs, str(out))
+    verdict = judge(eval_dirs)
+    teacher_line = (f"Teacher: {report.parameters:,} parameters, held-out MLM accuracy {report.val_accuracy:.4f} "
+                    f"(chance: uniform {report.chance_uniform:.5f}, most frequent 6-mer {report.chance_majority:.4f}).")
+    with open(out / "summary.md", "a") as f:
+        f.write(f"\n{verdict.text()}\n{teacher_line}\nData: {exp.data}, generator seed {seed}; "
+                f"wall time {time.perf_counter() - start:.0f} s.\n")
+    (out / "verdict.json").write_text(json.dumps(dataclasses.asdict(verdict), indent=2) + "\n")
+    print(f"\n{verdict.text()}\n{teacher_line}\nexperiment finished in {time.perf_counter() - start:.0f} s: "
+          f"{out / 'summary.md'}, {out / 'summary.png'}", flush=True)
+    return verdict
+
+
+def judge(eval_dirs: list[str | Path]) -> Verdict:
+    """Per model the test metric averaged over tasks (at each task's lr chosen on validation),
+    its spread over fine-tuning seeds, and the claims HAD > recon-only > random init (+ others)."""
+    from had.evaluation.report import model_label, summarize
+    from had.evaluation.results import read_results
+
+    rows = [r for d in eval_dirs for r in read_results(Path(d) / "results.parquet")]
+    chosen = {(s.model, s.task): s.lr for s in summarize(rows)}
+    per_seed: dict[str, dict[str, dict[int, float]]] = {}
+    for r in rows:
+        model = model_label(r["model"])
+        if chosen.get((model, r["task"])) == r["lr"]:
+            per_seed.setdefault(model, {}).setdefault(r["task"], {})[r["seed"]] = r["test_metric"]
+    task_means = {m: {t: float(np.mean(list(s.values()))) for t, s in tasks.items()} for m, tasks in per_seed.items()}
+    average = {m: float(np.mean(list(t.values()))) for m, t in task_means.items()}
+    spread = {}
+    for m, tasks in per_seed.items():
+        seeds = sorted(set.intersection(*(set(s) for s in tasks.values())))
+        means = [np.mean([tasks[t][s] for t in tasks]) for s in seeds]
+        spread[m] = float(max(means) - min(means)) if means else 0.0
+    pairs = [("had", "recon_only", True), ("recon_only", "random_init", True), ("had", "random_init", False),
+             ("had", "distill_only", False), ("had", "no_attention", False), ("had", "mlm_only", False),
+             ("had", TEACHER, False)]
+    claims = []
+    for better, worse, chain in pairs:
+        if better in task_means and worse in task_means:
+            shared = sorted(set(task_means[better]) & set(task_means[worse]))
+            diffs = np.array([task_means[better][t] - task_means[worse][t] for t in shared])
+            claims.append({"better": better, "worse": worse, "margin": float(diffs.mean()),
+                           "wins": int((diffs > 0).sum()), "tasks": len(shared), "holds": bool(diffs.mean() > 0),
+                           "chain": chain})
+    return Verdict(task_means, average, spread, claims)
+
+
+def _data(exp: Experiment, root: Path, seed: int) -> tuple[str, str, str, list[str]]:
+    """(genome FASTA, task root, benchmark, task names) for the experiment's data."""
+    if exp.data == "real":
+        for path in (REAL_GENOME, REAL_TASKS):
+            if not path.exists():
+                raise HadError(f"--data real needs {path.resolve()} (the shared real-DNA folder)")
+        return str(REAL_GENOME), str(REAL_TASKS), "gue", list(exp.real_tasks)
+    from had.data import synthetic
+
+    genome = root / "genome.fa"
+    synthetic.write_genome(genome, seed=seed, n_contigs=exp.n_contigs, contig_length=exp.contig_length)
+    synthetic.write_tasks(root / "tasks", "nt", seed=seed, n_train=exp.task_train, n_test=exp.task_test,
+                          length=exp.task_length, tasks=exp.tasks)
+    return str(genome), str(root / "tasks"), "nt", list(exp.tasks)
+
+
+def _student(cfg: RunConfig, name: str, out: Path) -> Path:
+    """Train one variant (or save its random initialisation); returns its model directory."""
+    from had.pipeline import train
+
+    switches = VARIANTS[name]
+    scfg = copy.deepcopy(cfg)
+    scfg.student = {**cfg.student, **(switches or {})}
+    scfg.train.out = str(out)
+    if switches is not None:
+        print(f"-- student {name}: {switches or 'distillation + reconstruction'}", flush=True)
+        return Path(train.run(scfg))
+    import torch
+
+    from had.cache_store.reader import CacheReader
+    from had.student import HadConfig, HadForPretraining
+
+    torch.manual_seed(cfg.train.seed)  # the same initialisation `had train` starts from
+    teacher_dim = CacheReader(cfg.cache.path).manifest["teacher_dim"]
+    HadForPretraining(HadConfig.from_kwargs({"teacher_dim": teacher_dim, **scfg.student})).save_pretrained(out / "model")
+    print(f"-- student {name}: saved at its random initialisation (seed {cfg.train.seed})", flush=True)
+    return out / "model"
+
+
+def _step(title: str) -> None:
+    print(f"\n== {title} ==", flush=True)

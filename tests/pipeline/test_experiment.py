@@ -1,0 +1,82 @@
+"""`had experiment`: the whole science run at toy size, the verdict's arithmetic, and clear errors."""
+import json
+import math
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from had.cli import app
+from had.errors import HadError
+from had.evaluation.results import append_results
+from had.pipeline import experiment
+
+TOY = {
+    "n_contigs": 1, "contig_length": 12_000, "tasks": ["promoter_tata"], "task_train": 40, "task_test": 20,
+    "task_length": 100, "variants": ["had", "random_init"], "teacher.steps": 3, "teacher.hidden_size": 16,
+    "teacher.num_layers": 1, "teacher.num_heads": 2, "teacher.batch_size": 4, "teacher.val_windows": 4,
+}
+TOY_RUN = {"train.steps": 2, "train.log_every": 1, "eval.seeds": 1, "eval.epochs": 1, "cache.workers": 1,
+           "genome.window": 128, "student.max_position": 128}
+
+
+def test_toy_experiment_writes_a_summary_with_every_model(tmp_path):
+    exp, cfg = experiment.build("cpu", "synthetic", TOY_RUN, TOY)
+    verdict = experiment.run(exp, cfg, tmp_path, seed=5)
+    summary = (tmp_path / "summary.md").read_text()
+    header = next(line for line in summary.splitlines() if line.startswith("| task |"))
+    assert [c.strip() for c in header.strip("|").split("|")][2:] == ["had", "random_init", "teacher"]
+    assert "| promoter_tata |" in summary and "## Verdict" in summary
+    assert (tmp_path / "summary.png").stat().st_size > 0
+    assert set(verdict.average) == {"had", "random_init", "teacher"}
+    assert json.loads((tmp_path / "verdict.json").read_text())["average"] == pytest.approx(verdict.average)
+    assert (tmp_path / "students" / "random_init" / "model" / "config.json").is_file()
+    assert not (tmp_path / "students" / "random_init" / "metrics.jsonl").exists()  # never trained
+
+
+def _rows(model, task, lr, metric_by_seed, val):
+    return [{"model": model, "benchmark": "nt", "nt_version": "revised", "task": task, "lr": lr, "seed": s,
+             "metric": "mcc", "val_metric": val, "test_metric": m, "epochs": 1, "best_epoch": 1, "n_train": 1,
+             "n_val": 1, "n_test": 1, "seconds": 0.0, "protocol": "{}"} for s, m in enumerate(metric_by_seed)]
+
+
+def test_verdict_uses_the_validation_lr_and_averages_tasks(tmp_path):
+    rng = np.random.default_rng(0)
+    scores = {m: {t: rng.uniform(0, 1, 3) for t in ("a", "b")} for m in ("had", "recon_only", "random_init")}
+    dirs = []
+    for model, tasks in scores.items():
+        d = tmp_path / model
+        d.mkdir()
+        for task, s in tasks.items():
+            append_results(d / "results.parquet", _rows(model, task, 0.002, s, val=0.9))
+            append_results(d / "results.parquet", _rows(model, task, 0.001, s + 5, val=0.1))  # lower val: ignored
+        dirs.append(d)
+    verdict = experiment.judge(dirs)
+    for model, tasks in scores.items():
+        assert verdict.average[model] == pytest.approx(np.mean([s.mean() for s in tasks.values()]))
+        per_seed = np.mean([tasks["a"], tasks["b"]], axis=0)
+        assert verdict.seed_spread[model] == pytest.approx(per_seed.max() - per_seed.min())
+    claim = next(c for c in verdict.claims if (c["better"], c["worse"]) == ("had", "recon_only"))
+    diffs = [scores["had"][t].mean() - scores["recon_only"][t].mean() for t in ("a", "b")]
+    assert claim["margin"] == pytest.approx(np.mean(diffs)) and claim["wins"] == sum(d > 0 for d in diffs)
+    assert claim["holds"] == (np.mean(diffs) > 0)
+    chain = all(c["holds"] for c in verdict.claims if c["chain"])
+    assert ("HAD > recon-only > random init: HOLDS" in verdict.text()) == chain
+    assert not any(math.isnan(v) for v in verdict.average.values())
+
+
+@pytest.mark.parametrize("preset, data, ours, message", [
+    ("laptop", "synthetic", {}, "--preset 'laptop'"),
+    ("cpu", "mars", {}, "--data 'mars'"),
+    ("cpu", "synthetic", {"variants": ["had", "hda"]}, "unknown ['hda']"),
+    ("cpu", "synthetic", {"contigs": 3}, "experiment.contigs: unknown key"),
+    ("cpu", "synthetic", {"teacher.layers": 3}, "experiment.teacher.layers: unknown key"),
+])
+def test_bad_options_are_clear_errors(preset, data, ours, message):
+    with pytest.raises(HadError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+        experiment.build(preset, data, {}, ours)
+
+
+def test_cli_bad_preset_is_one_line():
+    result = CliRunner().invoke(app, ["experiment", "--preset", "laptop"])
+    assert result.exit_code == 1 and "--preset 'laptop'" in result.output and "Traceback" not in result.output
