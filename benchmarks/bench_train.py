@@ -3,19 +3,24 @@
     .venv/bin/python benchmarks/bench_train.py                                   # CPU, tiny student, on-disk cache
     python benchmarks/bench_train.py --device cuda --preset had-1.1m             # GPU: 1024 x 1024 nt, bf16, Triton
     python benchmarks/bench_train.py --device cuda --preset had-1.1m --source memory   # no zarr needed
+    python benchmarks/bench_train.py --device cuda --preset had-1.1m --compile --items 10240 --pool 512 --cold
 
 It runs the real `had.pipeline.train.run` (DataLoader workers, collate, autocast, accumulation,
 AdamW) and reads its metrics.jsonl, dropping the first `--warmup` log windows (Triton compilation,
 worker start-up). Items are synthetic windows tokenized by the real NTv2 tokenizer and masked by
 the real grouping mask, with random teacher features of the preset's width. `--source disk` writes
-them to a real cache (had.cache_store) in a temp dir; `--source memory` serves a pool of items
-from RAM, so its data wait is collate + host-to-device only, not storage reads.
+them to a real cache (had.cache_store) in a temp dir (item i is pool item i % pool, every item its own
+chunks on disk; `--cold` then evicts the files from the page cache, and with `--items` >= steps x batch
+every read is a first read from the disk); `--source memory` serves a pool of items from RAM, so its
+data wait is collate + host-to-device only, not storage reads.
 Prints a Markdown block for benchmarks/RESULTS.md.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import platform
 import statistics
 import tempfile
@@ -64,10 +69,25 @@ class SyntheticItems:
         return self.items[i % len(self.items)]
 
 
-def write_disk_cache(path: Path, items: SyntheticItems, shard_items: int = 64) -> str:
+_WRITER_ITEMS: SyntheticItems | None = None  # set in each writer process (inherited through fork)
+
+
+def _init_writer(items: SyntheticItems) -> None:
+    global _WRITER_ITEMS
+    _WRITER_ITEMS = items
+
+
+def _write_shard(path: str, layout, shard: int) -> dict:
+    from had.cache_store import Storage, write_shard
+
+    return write_shard(Storage(path), layout, shard, [_WRITER_ITEMS[i] for i in layout.shard_range(shard)])
+
+
+def write_disk_cache(path: Path, items: SyntheticItems, shard_items: int = 64, procs: int = 1) -> str:
+    """Write the items as an fp16 cache, one shard per task on `procs` forked processes."""
     import zarr
 
-    from had.cache_store import Layout, Storage, write_shard
+    from had.cache_store import Layout, Storage
     from had.cache_store import manifest as manifest_io
     from had.cache_store.layout import create_arrays
 
@@ -77,9 +97,24 @@ def write_disk_cache(path: Path, items: SyntheticItems, shard_items: int = 64) -
     identity = {**m, "feature_dtype": "fp16", "layout": layout.to_dict()}
     storage = Storage(str(path))
     create_arrays(zarr.create_group(storage.zarr_store, zarr_format=3, attributes={"had": identity}), layout)
-    records = [write_shard(storage, layout, s, [items[i] for i in layout.shard_range(s)]) for s in range(layout.n_shards)]
+    tasks = [(str(path), layout, s) for s in range(layout.n_shards)]
+    # fork before the GPU is touched: the children inherit the items instead of unpickling them per task
+    with multiprocessing.get_context("fork").Pool(procs, _init_writer, (items,)) as pool:
+        records = pool.starmap(_write_shard, tasks)
     manifest_io.write(storage, manifest_io.build(identity, layout, records))
     return str(path)
+
+
+def evict_page_cache(path: Path) -> None:
+    """Flush every file under path and drop it from the OS page cache, so the next reads hit the disk."""
+    for file in path.rglob("*"):
+        if file.is_file():
+            fd = os.open(file, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
 
 
 def main() -> None:
@@ -93,7 +128,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int)
     ap.add_argument("--micro-batch-size", type=int)
     ap.add_argument("--items", type=int, default=512, help="window-views in the cache")
-    ap.add_argument("--pool", type=int, default=256, help="distinct synthetic items (memory source)")
+    ap.add_argument("--pool", type=int, default=None,
+                    help="distinct synthetic items (default: 256 for memory, --items for disk)")
+    ap.add_argument("--cold", action="store_true", help="disk: evict the written cache from the page cache")
+    ap.add_argument("--write-procs", type=int, default=os.cpu_count(), help="disk: processes writing the cache")
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--gdn-impl", default="auto")
@@ -106,7 +144,7 @@ def main() -> None:
     student, window, teacher_dim, batch, micro = PRESETS[args.preset]
     batch, micro = args.batch_size or batch, args.micro_batch_size or micro
     workers = args.workers if args.workers is not None else (8 if args.device == "cuda" else 1)
-    pool = min(args.pool, args.items) if args.source == "memory" else args.items
+    pool = min(args.pool or (256 if args.source == "memory" else args.items), args.items)
     t0 = time.perf_counter()
     items = SyntheticItems(args.items, pool, window, teacher_dim)
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,7 +153,9 @@ def main() -> None:
         if args.source == "disk":
             from had.cache_store import CacheReader
 
-            cache_path = write_disk_cache(Path(tmp) / "cache", items)
+            cache_path = write_disk_cache(Path(tmp) / "cache", items, procs=args.write_procs)
+            if args.cold:
+                evict_page_cache(Path(cache_path))
             reader = CacheReader(cache_path)
         else:
             reader = items
@@ -142,10 +182,11 @@ def main() -> None:
     nt_s = statistics.mean(r["nt_per_s"] for r in kept)
     wait = statistics.mean(r["data_wait"] for r in kept)
     dev = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({platform.processor() or 'x86-64'}, {torch.get_num_threads()} threads)"
-    print(f"\n| device | preset | source | batch x window | micro | workers | nt/s | data wait | final loss |")
-    print(f"|---|---|---|---|---|---|---|---|---|")
-    print(f"| {dev} | {args.preset} | {args.source} | {batch} x {window} | {micro} | {workers} | "
-          f"{nt_s:,.0f} | {wait:.1%} | {rows[-1]['loss']:.3f} |")
+    source = {"memory": "memory", "disk": f"disk ({args.items} items, {pool} distinct{', cold' if args.cold else ''})"}
+    print("\n| device | preset | source | batch x window | micro | workers | compile | nt/s | data wait | final loss |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| {dev} | {args.preset} | {source[args.source]} | {batch} x {window} | {micro} | {workers} | "
+          f"{'yes' if args.compile else 'no'} | {nt_s:,.0f} | {wait:.1%} | {rows[-1]['loss']:.3f} |")
     print(f"(mean over log windows {len(rows) - len(kept) + 1}..{len(rows)} of {args.log_every} steps; "
           f"torch {torch.__version__})")
 
