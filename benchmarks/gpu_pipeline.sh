@@ -20,7 +20,7 @@ log="$out/pipeline.log"
 export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 if [[ ${HAD_SMOKE:-0} == 1 ]]; then
     py=.venv/bin/python device=cpu
-    w100=24 w500=16 cache_args=(--layers 1 --repeats 1)
+    w100=24 w500=16 cache_args=(--layers 1 --repeats 1)  # after the real sizes' flags: these win
     train_args=(--preset tiny --items 64 --pool 16 --steps 4 --log-every 1 --warmup 1 --threads 1)
 else
     py=python3 device=cuda
@@ -28,7 +28,7 @@ else
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
         || { echo "wheel install failed: run benchmarks/fetch_gpu_wheels.sh here and carry .whl" | tee -a "$log"; exit 1; }
     export PYTHONPATH="$PYTHONPATH:/tmp/site"
-    w100=2048 w500=1024 cache_args=(--repeats 3)
+    w100=2048 w500=1024 cache_args=()
     # --items = steps x batch: every item is read once, from the disk
     train_args=(--preset had-1.1m --compile --items 10240 --pool 512 --steps 10 --log-every 2 --warmup 2)
     nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -lms 500 >"$out/gpu_util.csv" &
@@ -54,14 +54,14 @@ part() {  # name cap_s command...: run under a time cap, log everything, remembe
     echo "=== $name: rc $rc$( ((rc == 124)) && echo ' (time cap)') after $((SECONDS - t0))s" | tee -a "$log"
     ((rc == 0)) || failed+=("$name")
 }
-cache() {  # teacher windows cap
-    part "cache-$1" "$3" "$py" benchmarks/bench_cache.py --device "$device" --teacher "$1" --parts write \
-        --fasta synthetic --windows "$2" --json "$out/cache-$1.json" "${cache_args[@]}"
+cache() {  # teacher windows repeats cap_s
+    part "cache-$1" "$4" "$py" benchmarks/bench_cache.py --device "$device" --teacher "$1" --parts write \
+        --fasta synthetic --windows "$2" --repeats "$3" --json "$out/cache-$1.json" "${cache_args[@]}"
 }
 
-cache ntv2-100m "$w100" 75
+cache ntv2-100m "$w100" 3 75
 part train-had-1.1m-disk 135 "$py" benchmarks/bench_train.py --device "$device" --source disk --cold "${train_args[@]}"
-cache ntv2-500m "$w500" 70
+cache ntv2-500m "$w500" 2 70
 
 [[ -n ${smi:-} ]] && kill "$smi"
 echo "gpu_pipeline: ${SECONDS}s in all; failed: ${failed[*]:-none}" | tee -a "$log"
