@@ -312,10 +312,16 @@ def compute_features(items: list[dict], teacher: Teacher, layer: int, max_tokens
     """Run the teacher; sets item["features"] = float32 [n_vis, D], the visible tokens' rows in order."""
     for batch in batches([len(item["input_ids"]) for item in items], max_tokens):
         ids, attn = pad_batch([items[i] for i in batch], teacher.tokenizer.pad_id)
-        feats = teacher.features(ids, attn, layer).float().cpu().numpy()
+        # pick the visible rows on the device: the host then copies and converts only what is kept
+        # (no CLS, no padding, no masked tokens), about 85% of the padded batch's rows
+        visible = torch.zeros(ids.shape, dtype=torch.bool)
         for row, i in enumerate(batch):
-            n = len(items[i]["spans"])
-            items[i]["features"] = feats[row, 1: 1 + n][~items[i]["token_masked"]]
+            visible[row, 1: 1 + len(items[i]["spans"])] = torch.from_numpy(~items[i]["token_masked"])
+        feats = teacher.features(ids, attn, layer)
+        rows = feats[visible.to(feats.device)].float().cpu().numpy()
+        counts = visible.sum(1).tolist()
+        for i, part in zip(batch, np.split(rows, np.cumsum(counts)[:-1])):
+            items[i]["features"] = part
 
 
 def compute_shard(job: ShardJob) -> dict:
