@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from had.data.fasta import read_fasta
+from had.data.fasta import fasta_fingerprint, read_fasta
 from had.data.tokenizer import DEFAULT_DIR as TOKENIZER_DIR
 from had.data.tokenizer import NTv2Tokenizer
 from had.errors import HadError
@@ -68,12 +68,22 @@ class TeacherPretrainReport:
     chance_uniform: float  # 1 / 4096
     chance_majority: float  # frequency of the most common 6-mer in training windows
     config: dict
+    fasta_fingerprint: str
 
 
 def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrainConfig) -> TeacherPretrainReport:
-    """Train an ESM masked LM on `fasta`, save it to `out_dir`, write and return its report."""
+    """Train an ESM masked LM on `fasta`, save it to `out_dir`, write and return its report.
+
+    A teacher already in `out_dir` whose report has the same config and FASTA fingerprint is reused.
+    """
     from transformers import EsmForMaskedLM
 
+    fingerprint = fasta_fingerprint(fasta)
+    done = Path(out_dir) / REPORT
+    old = json.loads(done.read_text()) if done.is_file() else {}
+    if old.get("config") == asdict(cfg) and old.get("fasta_fingerprint") == fingerprint:
+        print(f"teacher pretraining: reusing {out_dir} (same config and genome)", flush=True)
+        return TeacherPretrainReport(**old)
     tok = NTv2Tokenizer.default()
     contigs = [codes for _, codes in read_fasta(fasta)]
     train_parts, val_parts = _split(contigs, cfg.val_fraction, cfg.window)
@@ -129,6 +139,7 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
         parameters=params, steps=cfg.steps, seconds=time.perf_counter() - start,
         first_loss=logged[0], last_loss=logged[-1], val_loss=float(val_loss), val_accuracy=float(val_acc),
         chance_uniform=1 / 4096, chance_majority=float(counts.max() / counts.sum()), config=asdict(cfg),
+        fasta_fingerprint=fingerprint,
     )
     (out_dir / REPORT).write_text(json.dumps(asdict(report), indent=2) + "\n")
     print(f"teacher: held-out MLM accuracy {report.val_accuracy:.4f} (chance: uniform {report.chance_uniform:.5f}, "

@@ -70,3 +70,11 @@ def test_genome_too_short_is_a_clear_error(tmp_path):
     synthetic.write_genome(tmp_path / "g.fa", seed=0, n_contigs=1, contig_length=500)
     with pytest.raises(HadError, match="too short"):
         pretrain_teacher(tmp_path / "g.fa", tmp_path / "t", TINY)
+
+
+def test_a_finished_teacher_is_reused_only_for_the_same_config(pretrained, capsys):
+    root, report = pretrained
+    weights = (root / "teacher" / "model.safetensors").read_bytes()
+    assert pretrain_teacher(root / "genome.fa", root / "teacher", TINY) == report
+    assert "reusing" in capsys.readouterr().out
+    assert (root / "teacher" / "model.safetensors").read_bytes() == weights

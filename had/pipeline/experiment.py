@@ -61,9 +61,9 @@ class Experiment:
     # orientation rules (enhancers), and a long-range orientation XOR (enhancers_long_range).
     tasks: list[str] = field(default_factory=lambda: [
         "promoter_tata", "splice_sites_donors", "enhancers", "enhancers_long_range"])
-    task_train: int = 256  # synthetic examples per task split
-    task_test: int = 200
-    task_length: int = 128
+    task_train: int = 800  # synthetic examples per task split (fewer: no model learns any task)
+    task_test: int = 300
+    task_length: int = 100
     real_tasks: list[str] = field(default_factory=lambda: ["prom/prom_core_tata", "tf/0", "mouse/0"])
     real_max_train: int | None = 800  # eval.max_train_samples for the GUE tasks (None = all)
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
