@@ -16,7 +16,9 @@
 
 The RunConfig every student shares comes from `had/configs/science-<preset>.yaml` (`--set` overrides
 it); the rest (genome size, tasks, teacher size, variants) is the `Experiment` preset below
-(`--set experiment.<key>=<value>` overrides it). Re-running with the same --out redoes everything.
+(`--set experiment.<key>=<value>` overrides it). Re-running into the same --out resumes: the teacher
+is reused when its config and genome match, students continue from their last checkpoint (a changed
+student config is an error), and finished fine-tuning runs are skipped.
 """
 from __future__ import annotations
 
@@ -244,6 +246,7 @@ def _student(cfg: RunConfig, name: str, out: Path) -> Path:
     scfg = copy.deepcopy(cfg)
     scfg.student = {**cfg.student, **(switches or {})}
     scfg.train.out = str(out)
+    scfg.train.resume = True
     if switches is not None:
         print(f"-- student {name}: {switches or 'distillation + reconstruction'}", flush=True)
         return Path(train.run(scfg))

@@ -33,6 +33,10 @@ def test_toy_experiment_writes_a_summary_with_every_model(tmp_path):
     assert (tmp_path / "students" / "random_init" / "model" / "config.json").is_file()
     assert not (tmp_path / "students" / "random_init" / "metrics.jsonl").exists()  # never trained
 
+    # Again into the same folder: the teacher, the trained student and the eval runs are reused.
+    again = experiment.run(exp, cfg, tmp_path, seed=5)
+    assert again.average == verdict.average
+
 
 def _rows(model, task, lr, metric_by_seed, val):
     return [{"model": model, "benchmark": "nt", "nt_version": "revised", "task": task, "lr": lr, "seed": s,
