@@ -59,11 +59,13 @@ def test_verdict_uses_the_validation_lr_and_averages_tasks(tmp_path):
     for model, tasks in scores.items():
         assert verdict.average[model] == pytest.approx(np.mean([s.mean() for s in tasks.values()]))
         per_seed = np.mean([tasks["a"], tasks["b"]], axis=0)
-        assert verdict.seed_spread[model] == pytest.approx(per_seed.max() - per_seed.min())
+        assert verdict.seed_means[model] == pytest.approx(per_seed)
     claim = next(c for c in verdict.claims if (c["better"], c["worse"]) == ("had", "recon_only"))
     diffs = [scores["had"][t].mean() - scores["recon_only"][t].mean() for t in ("a", "b")]
     assert claim["margin"] == pytest.approx(np.mean(diffs)) and claim["wins"] == sum(d > 0 for d in diffs)
     assert claim["holds"] == (np.mean(diffs) > 0)
+    had_seeds, recon_seeds = (np.mean([scores[m]["a"], scores[m]["b"]], axis=0) for m in ("had", "recon_only"))
+    assert claim["separated"] == (had_seeds.min() > recon_seeds.max())
     chain = all(c["holds"] for c in verdict.claims if c["chain"])
     assert ("HAD > recon-only > random init: HOLDS" in verdict.text()) == chain
     assert not any(math.isnan(v) for v in verdict.average.values())
