@@ -151,7 +151,7 @@ def _split(contigs: list[np.ndarray], val_fraction: float, window: int) -> tuple
     """Every contig cut into a training head and a held-out tail (parts shorter than a window dropped)."""
     train, val = [], []
     for codes in contigs:
-        cut = int(round(codes.size * (1 - val_fraction)))
+        cut = round(codes.size * (1 - val_fraction))
         train += [codes[:cut]] if cut >= window else []
         val += [codes[cut:]] if codes.size - cut >= window else []
     return train, val

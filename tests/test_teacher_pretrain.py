@@ -35,7 +35,7 @@ def test_mlm_loss_falls_and_the_report_matches_a_fresh_read(pretrained):
     # same held-out windows (the tail of the contig, tiled) and masks.
     tok = NTv2Tokenizer.default()
     (_, codes), = read_fasta(root / "genome.fa")
-    tail = codes[int(round(codes.size * (1 - TINY.val_fraction))):]
+    tail = codes[round(codes.size * (1 - TINY.val_fraction)):]
     windows = [tail[s : s + TINY.window] for s in range(0, tail.size - TINY.window + 1, TINY.window)][: TINY.val_windows]
     enc = tok.batch_encode(windows)
     masked = np.stack([_mask(row, tok, TINY.mask_ratio, np.random.default_rng([TINY.seed, 8, i]))

@@ -80,9 +80,9 @@ PRESETS: dict[str, Experiment] = {
     "gpu": Experiment(
         preset="gpu", n_contigs=8, contig_length=1_000_000, task_train=2000, task_test=1000, task_length=400,
         tasks=list(Experiment().tasks) + ["splice_sites_acceptors", "regulatory_types"],
-        real_tasks=["prom/prom_core_tata", "prom/prom_300_tata", "tf/0", "mouse/0"], real_max_train=None, teacher=TeacherPretrainConfig(
-            hidden_size=384, num_layers=8, num_heads=8, window=1020, batch_size=64, steps=8000, lr=1e-3,
-            device="cuda")),
+        real_tasks=["prom/prom_core_tata", "prom/prom_300_tata", "tf/0", "mouse/0"], real_max_train=None,
+        teacher=TeacherPretrainConfig(hidden_size=384, num_layers=8, num_heads=8, window=1020, batch_size=64,
+                                      steps=8000, lr=1e-3, device="cuda")),
 }
 
 
@@ -153,7 +153,8 @@ def build(preset: str, data: str, overrides: dict | None = None, experiment_over
 
 def run(exp: Experiment, cfg: RunConfig, out: str | Path, seed: int = 0) -> Verdict:
     """The whole experiment into `out`; returns (and writes into summary.md) the verdict."""
-    from had.pipeline import cache_teacher, eval as evaluate
+    from had.pipeline import cache_teacher
+    from had.pipeline import eval as evaluate
     from had.teacher_pretrain import pretrain_teacher
 
     out = Path(out)
@@ -268,7 +269,8 @@ def _student(cfg: RunConfig, name: str, out: Path) -> Path:
 
     torch.manual_seed(cfg.train.seed)  # the same initialisation `had train` starts from
     teacher_dim = CacheReader(cfg.cache.path).manifest["teacher_dim"]
-    HadForPretraining(HadConfig.from_kwargs({"teacher_dim": teacher_dim, **scfg.student})).save_pretrained(out / "model")
+    model = HadForPretraining(HadConfig.from_kwargs({"teacher_dim": teacher_dim, **scfg.student}))
+    model.save_pretrained(out / "model")
     print(f"-- student {name}: saved at its random initialisation (seed {cfg.train.seed})", flush=True)
     return out / "model"
 
