@@ -15,7 +15,6 @@ files, so `had.teacher.load_teacher` (and `had cache-teacher`, `had eval`) read 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -29,6 +28,7 @@ from had.data.tokenizer import DEFAULT_DIR as TOKENIZER_DIR
 from had.data.tokenizer import NTv2Tokenizer
 from had.errors import HadError
 from had.teacher import TOKENIZER_FILES, build_tiny_teacher
+from had.schedules import warmup_cosine
 
 REPORT = "pretrain.json"
 
@@ -103,8 +103,7 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
     shutil.rmtree(tmp)
     params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    warmup = max(1, round(cfg.warmup_fraction * cfg.steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _warmup_cosine(s, warmup, cfg.steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.steps, cfg.warmup_fraction))
     print(f"teacher pretraining: {params:,} parameters, {cfg.steps} steps x {cfg.batch_size} windows "
           f"of {cfg.window} nt", flush=True)
 
@@ -192,7 +191,3 @@ def _mlm_loss(model, ids: np.ndarray, attention_mask: np.ndarray, masked: np.nda
     return loss, (logits.argmax(-1) == target).float().mean()
 
 
-def _warmup_cosine(step: int, warmup: int, total: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from had.data.benchmarks import BenchmarkTask, Split
 from had.errors import HadError
+from had.schedules import warmup_cosine
 from had.evaluation.backbones import Backbone, SequenceClassifier
 from had.evaluation.metrics import metric_for, score
 
@@ -176,17 +177,6 @@ def evaluate(model: torch.nn.Module, split: Encoded, metric: str, n_classes: int
     return score(metric, split.labels.numpy(), predict(model, split, batch_size, device), n_classes)
 
 
-def warmup_cosine(total_steps: int, warmup_fraction: float):
-    """LambdaLR factor: linear warmup from ~0 to 1 over the warmup steps, then cosine to 0."""
-    warmup = max(1, round(warmup_fraction * total_steps))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
 
 
 def _init_head(head: torch.nn.Linear, seed: int) -> None:

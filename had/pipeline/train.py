@@ -17,7 +17,6 @@ A checkpoint therefore only needs the step to put the data loader back where it 
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import shutil
@@ -33,6 +32,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from had.config import RunConfig
 from had.errors import HadError
+from had.schedules import warmup_cosine
 from had.student import HadConfig, HadForPretraining, collate_cache_items
 
 LOSS_KEYS = ("loss", "loss_distill", "loss_recon", "loss_mlm")
@@ -72,8 +72,7 @@ def run(cfg: RunConfig, reader=None) -> Path:
         [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=tc.lr, betas=tuple(tc.betas), fused=device.type == "cuda",
     )
-    warmup = max(1, round(tc.warmup_fraction * tc.steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _cosine(s, warmup, tc.steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(tc.steps, tc.warmup_fraction))
 
     start_step = 0
     latest = _latest_checkpoint(ckpt_root)
@@ -239,14 +238,6 @@ class _Window:
 def _has_branch(model_cfg: HadConfig, key: str) -> bool:
     return {"loss": True, "loss_distill": model_cfg.has_distill, "loss_recon": model_cfg.has_recon,
             "loss_mlm": model_cfg.mlm_only}[key]
-
-
-def _cosine(step: int, warmup: int, total: int) -> float:
-    """LR multiplier: linear warmup to 1 over `warmup` steps, then cosine to 0 at `total`."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def _init_distributed(use_cuda: bool) -> Dist:

@@ -11,6 +11,7 @@ from had.data.tokenizer import NTv2Tokenizer
 from had.errors import HadError
 from had.evaluation import finetune as ft
 from had.evaluation.backbones import SequenceClassifier, load_backbone
+from had.schedules import warmup_cosine
 
 CPU = torch.device("cpu")
 
@@ -78,7 +79,7 @@ def test_sequences_longer_than_the_model_takes_are_refused(tiny_esm, gue_root):
 
 
 def test_warmup_cosine_and_split():
-    f = ft.warmup_cosine(100, 0.1)
+    f = warmup_cosine(100, 0.1)
     lrs = [f(s) for s in range(100)]
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == 1.0 and max(lrs) == 1.0
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] < 0.01
