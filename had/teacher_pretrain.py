@@ -25,6 +25,7 @@ import torch
 
 from had.data.fasta import fasta_fingerprint, read_fasta
 from had.data.tokenizer import DEFAULT_DIR as TOKENIZER_DIR
+from had.data.masking import sample_kmers
 from had.data.tokenizer import NTv2Tokenizer
 from had.errors import HadError
 from had.teacher import TOKENIZER_FILES, build_tiny_teacher
@@ -93,7 +94,7 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
     rng = np.random.default_rng([cfg.seed, 7])
     val = tok.batch_encode(_tile(val_parts, cfg.window, cfg.val_windows))  # padded where windows hold N
     val_ids, val_attn = val["input_ids"], val["attention_mask"]
-    val_mask = np.stack([_mask(row, tok, cfg.mask_ratio, np.random.default_rng([cfg.seed, 8, i]))
+    val_mask = np.stack([sample_kmers(tok.is_kmer(row), cfg.mask_ratio, np.random.default_rng([cfg.seed, 8, i]))
                          for i, row in enumerate(val_ids)])
 
     tmp = Path(out_dir).with_name(Path(out_dir).name + ".init")
@@ -113,7 +114,7 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
         batch = tok.batch_encode([_crop(train_parts, cfg.window, rng) for _ in range(cfg.batch_size)])
         ids = batch["input_ids"]
         counts += np.bincount(ids[tok.is_kmer(ids)], minlength=tok.vocab_size)
-        masked = np.stack([_mask(row, tok, cfg.mask_ratio, rng) for row in ids])
+        masked = np.stack([sample_kmers(tok.is_kmer(row), cfg.mask_ratio, rng) for row in ids])
         loss = _mlm_loss(model, ids, batch["attention_mask"], masked, tok, cfg.device)[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -167,15 +168,6 @@ def _crop(parts: list[np.ndarray], window: int, rng: np.random.Generator) -> np.
 def _tile(parts: list[np.ndarray], window: int, limit: int) -> list[np.ndarray]:
     """Non-overlapping windows over the parts, at most `limit` of them."""
     return [p[s : s + window] for p in parts for s in range(0, p.size - window + 1, window)][:limit]
-
-
-def _mask(ids: np.ndarray, tok: NTv2Tokenizer, ratio: float, rng: np.random.Generator) -> np.ndarray:
-    """bool [T]: round(ratio * n_kmers) (>= 1) of the row's 6-mer tokens, drawn without replacement."""
-    kmers = np.flatnonzero(tok.is_kmer(ids))
-    chosen = rng.choice(kmers, size=max(1, round(ratio * kmers.size)), replace=False) if kmers.size else []
-    masked = np.zeros(ids.shape, dtype=bool)
-    masked[chosen] = True
-    return masked
 
 
 def _mlm_loss(model, ids: np.ndarray, attention_mask: np.ndarray, masked: np.ndarray, tok: NTv2Tokenizer,

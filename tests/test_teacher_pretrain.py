@@ -8,10 +8,11 @@ from transformers import EsmForMaskedLM
 
 from had.data import synthetic
 from had.data.fasta import read_fasta
+from had.data.masking import sample_kmers
 from had.data.tokenizer import NTv2Tokenizer
 from had.errors import HadError
 from had.teacher import load_teacher
-from had.teacher_pretrain import REPORT, TeacherPretrainConfig, _mask, pretrain_teacher
+from had.teacher_pretrain import REPORT, TeacherPretrainConfig, pretrain_teacher
 
 TINY = TeacherPretrainConfig(hidden_size=32, num_layers=1, num_heads=2, window=120, batch_size=16, steps=40,
                              lr=1e-2, log_every=10, val_windows=16, val_fraction=0.1)
@@ -38,7 +39,7 @@ def test_mlm_loss_falls_and_the_report_matches_a_fresh_read(pretrained):
     tail = codes[round(codes.size * (1 - TINY.val_fraction)):]
     windows = [tail[s : s + TINY.window] for s in range(0, tail.size - TINY.window + 1, TINY.window)][: TINY.val_windows]
     enc = tok.batch_encode(windows)
-    masked = np.stack([_mask(row, tok, TINY.mask_ratio, np.random.default_rng([TINY.seed, 8, i]))
+    masked = np.stack([sample_kmers(tok.is_kmer(row), TINY.mask_ratio, np.random.default_rng([TINY.seed, 8, i]))
                        for i, row in enumerate(enc["input_ids"])])
     labels = np.where(masked, enc["input_ids"], -100)
     inputs = np.where(masked, tok.mask_id, enc["input_ids"])
@@ -61,7 +62,7 @@ def test_saved_directory_is_a_loadable_teacher(pretrained):
 def test_mask_draws_only_kmers_at_the_ratio():
     tok = NTv2Tokenizer.default()
     ids = tok.encode("ACGTAC" * 40 + "NNA" + "GGCATT" * 20)  # CLS, 40 6-mers, 3 single tokens, 20 6-mers
-    masked = _mask(ids, tok, 0.15, np.random.default_rng(0))
+    masked = sample_kmers(tok.is_kmer(ids), 0.15, np.random.default_rng(0))
     assert masked.sum() == round(0.15 * 60)
     assert tok.is_kmer(ids[masked]).all()
 

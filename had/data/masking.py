@@ -43,15 +43,20 @@ def grouping_mask(
         raise ValueError(f"ids and spans disagree: {len(ids)} tokens vs {len(spans)} spans")
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"mask ratio must lie in [0, 1], got {ratio}")
-    kmers = np.flatnonzero(spans[:, 1] == KMER)
-    count = round(ratio * kmers.size)
-    if ratio > 0 and kmers.size:
-        count = max(count, 1)
-    rng = np.random.default_rng([seed, window_id, view_id])
-    chosen = kmers[rng.choice(kmers.size, size=count, replace=False)]
-
-    token_masked = np.zeros(len(spans), dtype=bool)
-    token_masked[chosen] = True
+    token_masked = sample_kmers(spans[:, 1] == KMER, ratio, np.random.default_rng([seed, window_id, view_id]))
+    chosen = np.flatnonzero(token_masked)
     nt_mask = np.zeros(length, dtype=bool)
     nt_mask[(spans[chosen, 0, None] + np.arange(KMER)).ravel()] = True
     return token_masked, nt_mask
+
+
+def sample_kmers(is_kmer: np.ndarray, ratio: float, rng: np.random.Generator) -> np.ndarray:
+    """Stage 1: bool [n] with round(ratio * n_kmers) of the 6-mer positions (>= 1 when any exists and
+    ratio > 0) drawn from `rng` without replacement; is_kmer bool [n]."""
+    kmers = np.flatnonzero(is_kmer)
+    count = round(ratio * kmers.size)
+    if ratio > 0 and kmers.size:
+        count = max(count, 1)
+    masked = np.zeros(is_kmer.shape, dtype=bool)
+    masked[kmers[rng.choice(kmers.size, size=count, replace=False)]] = True
+    return masked
