@@ -6,13 +6,17 @@
     had cache-teacher ... --dry-run                                        # the plan, nothing written
     had cache-info /data/hg38-cache                                        # summary + checksum of every shard
 
-On an existing Dask cluster, start one single-threaded worker per GPU advertising the GPU resource:
+On an existing Dask cluster, start one worker process per GPU with two threads and two GPU
+slots: each shard task takes one slot, and the two tasks' teacher forwards take turns on the GPU
+(one teacher per process, a lock around its forward), so one task's tokenizing and writing
+overlap the other's forward:
 
     dask scheduler --port 8786
-    CUDA_VISIBLE_DEVICES=0 dask worker tcp://host:8786 --nthreads 1 --resources GPU=1 --memory-limit 0
-    # SLURM (dask-jobqueue): SLURMCluster(processes=1, cores=8, memory="64GB",
-    #     job_extra_directives=["--gres=gpu:1"], worker_extra_args=["--resources", "GPU=1"])
-    # Kubernetes (dask operator): one worker pod per GPU, limits nvidia.com/gpu: 1, args --resources GPU=1
+    CUDA_VISIBLE_DEVICES=0 dask worker tcp://host:8786 --nthreads 2 --resources GPU=2 --memory-limit 0
+    # SLURM (dask-jobqueue): SLURMCluster(processes=1, cores=2, job_cpu=8, memory="64GB",
+    #     job_extra_directives=["--gres=gpu:1"], worker_extra_args=["--resources", "GPU=2"])
+    # Kubernetes (dask operator): one worker pod per GPU, limits nvidia.com/gpu: 1,
+    #     args --nthreads 2 --resources GPU=2
 
 A worker that dies has its shard retried elsewhere (up to 3 deaths per shard, then the run fails).
 
@@ -28,6 +32,7 @@ import copy
 import dataclasses
 import json
 import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -244,13 +249,17 @@ def _job(cfg: RunConfig, plan: Plan, shard: int) -> ShardJob:
 
 _TEACHERS: dict[str, Teacher] = {}
 _FASTAS: dict[str, FastaFile] = {}
+# A Dask GPU worker runs two shard tasks in threads: one teacher per process, loaded once,
+# whose forwards take turns (two at once would only compete for the GPU and its memory).
+_LOADING, _FORWARD = threading.Lock(), threading.Lock()
 
 
 def _teacher(tcfg: dict) -> Teacher:
     """The teacher for this config, loaded once per process."""
     key = json.dumps(tcfg, sort_keys=True)
-    if key not in _TEACHERS:
-        _TEACHERS[key] = load_teacher(tcfg["model"], tcfg["trust_remote_code"], tcfg["dtype"], tcfg["device"])
+    with _LOADING:
+        if key not in _TEACHERS:
+            _TEACHERS[key] = load_teacher(tcfg["model"], tcfg["trust_remote_code"], tcfg["dtype"], tcfg["device"])
     return _TEACHERS[key]
 
 
@@ -332,7 +341,8 @@ def compute_shard(job: ShardJob) -> dict:
         return record
     teacher = _teacher(job.teacher)
     items = prepare_items(job, teacher)
-    compute_features(items, teacher, job.teacher["layer"], job.teacher["max_tokens_per_batch"])
+    with _FORWARD:
+        compute_features(items, teacher, job.teacher["layer"], job.teacher["max_tokens_per_batch"])
     return _write(storage, job, items)
 
 
@@ -440,8 +450,11 @@ def _gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+GPU_SLOTS = 2  # shard tasks per GPU worker: one on the GPU while the other tokenizes or writes
+
+
 class _GPUCluster:
-    """LocalCluster with one single-threaded worker process per GPU, pinned by CUDA_VISIBLE_DEVICES."""
+    """LocalCluster with one worker process per GPU (pinned by CUDA_VISIBLE_DEVICES), GPU_SLOTS threads."""
 
     def __new__(cls, gpus):
         from distributed import LocalCluster
@@ -449,14 +462,15 @@ class _GPUCluster:
         class GPUCluster(LocalCluster):
             def __init__(self, gpus):
                 self._gpus = list(gpus)
-                super().__init__(n_workers=0, processes=True, threads_per_worker=1,
+                super().__init__(n_workers=0, processes=True, threads_per_worker=GPU_SLOTS,
                                  dashboard_address=":0", memory_limit=0)
                 self.scale(len(self._gpus))
 
             def new_worker_spec(self):
                 name = min(set(self._gpus) - set(self.worker_spec))
                 spec = copy.deepcopy(self.new_spec)
-                spec["options"].update(env={"CUDA_VISIBLE_DEVICES": str(name)}, resources={"GPU": 1}, name=name)
+                spec["options"].update(env={"CUDA_VISIBLE_DEVICES": str(name)}, resources={"GPU": GPU_SLOTS},
+                                       name=name)
                 return {name: spec}
 
         return GPUCluster(gpus)

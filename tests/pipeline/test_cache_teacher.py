@@ -282,3 +282,35 @@ def test_two_worker_cluster_with_a_killed_worker_equals_one_worker(genome, teach
             assert np.array_equal(a[key], b[key])
         # Workers run torch single-threaded: features agree to fp16 rounding, not bit for bit.
         np.testing.assert_allclose(a["features"], b["features"], atol=2e-3, rtol=2e-3)
+
+
+@pytest.mark.slow
+def test_gpu_slots_overlap_preparing_with_a_forward_that_never_runs_twice(genome, teacher_dir, reference, tmp_path,
+                                                                         monkeypatch):
+    """An existing cluster whose worker has two threads and two GPU slots (the documented GPU set-up):
+    forwards take turns, another shard is prepared meanwhile, and the cache equals a one-task-at-a-time run."""
+    from distributed import LocalCluster
+
+    events, lock = [], threading.Lock()
+
+    def timed(name, fn):
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            with lock:
+                events.append((name, t0, time.perf_counter()))
+            return out
+        return wrapper
+
+    monkeypatch.setattr(cache_teacher, "compute_features", timed("forward", cache_teacher.compute_features))
+    monkeypatch.setattr(cache_teacher, "prepare_items", timed("prepare", cache_teacher.prepare_items))
+    out = tmp_path / "cache"
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources={"GPU": 2},
+                      dashboard_address=":0") as cluster:
+        cache_teacher.run(make_cfg(genome, teacher_dir, out, **{"cache.scheduler": cluster.scheduler_address}))
+    forwards = sorted((a, b) for name, a, b in events if name == "forward")
+    prepares = [(a, b) for name, a, b in events if name == "prepare"]
+    assert len(forwards) == len(prepares) == len(list((out / "_commit").iterdir()))
+    assert all(b1 <= a2 for (_, b1), (a2, _) in zip(forwards, forwards[1:])), "two forwards at once"
+    assert any(a < fb and fa < b for a, b in prepares for fa, fb in forwards), "no preparing during a forward"
+    assert _files(out) == _files(reference)
