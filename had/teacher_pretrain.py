@@ -3,9 +3,9 @@
 The teacher the reproduction experiments distil: the architecture of `build_tiny_teacher`
 (rotary ESM, pre-LN, NTv2's 4107-token vocabulary) scaled up, trained with NT's objective:
 15% of the 6-mer tokens of each window are replaced by the mask token and predicted with
-cross-entropy. Training windows are random crops of the first (1 - val_fraction) of every
-contig; MLM accuracy is measured on fixed windows tiled over the held-out tail of every
-contig, beside two chance levels (uniform over 6-mers, and always predicting the most
+cross-entropy. Training windows are random N-free crops of the first (1 - val_fraction) of
+every contig; MLM accuracy is measured on fixed N-free windows tiled over the held-out tail of
+every contig, beside two chance levels (uniform over 6-mers, and always predicting the most
 frequent training 6-mer). The result is a `save_pretrained` directory with the tokenizer
 files, so `had.teacher.load_teacher` (and `had cache-teacher`, `had eval`) read it.
 
@@ -17,19 +17,20 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from had.data import alphabet
 from had.data.fasta import fasta_fingerprint, read_fasta
-from had.data.tokenizer import DEFAULT_DIR as TOKENIZER_DIR
 from had.data.masking import sample_kmers
+from had.data.tokenizer import DEFAULT_DIR as TOKENIZER_DIR
 from had.data.tokenizer import NTv2Tokenizer
 from had.errors import HadError
-from had.teacher import TOKENIZER_FILES, build_tiny_teacher
 from had.schedules import warmup_cosine
+from had.teacher import TOKENIZER_FILES, build_tiny_teacher
 
 REPORT = "pretrain.json"
 
@@ -68,6 +69,7 @@ class TeacherPretrainReport:
     val_accuracy: float  # masked 6-mers predicted exactly, held-out windows
     chance_uniform: float  # 1 / 4096
     chance_majority: float  # frequency of the most common 6-mer in training windows
+    unigram_loss: float  # held-out cross-entropy of predicting the training 6-mer frequencies (no context)
     config: dict
     fasta_fingerprint: str
 
@@ -82,17 +84,20 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
     fingerprint = fasta_fingerprint(fasta)
     done = Path(out_dir) / REPORT
     old = json.loads(done.read_text()) if done.is_file() else {}
-    if old.get("config") == asdict(cfg) and old.get("fasta_fingerprint") == fingerprint:
+    current = old.keys() == {f.name for f in fields(TeacherPretrainReport)}  # written by this version
+    if current and old["config"] == asdict(cfg) and old["fasta_fingerprint"] == fingerprint:
         print(f"teacher pretraining: reusing {out_dir} (same config and genome)", flush=True)
         return TeacherPretrainReport(**old)
     tok = NTv2Tokenizer.default()
     contigs = [codes for _, codes in read_fasta(fasta)]
     train_parts, val_parts = _split(contigs, cfg.val_fraction, cfg.window)
-    if not train_parts or not val_parts:
-        raise HadError(f"{fasta}: contigs too short for teacher windows of {cfg.window} nt "
+    starts = [_n_free_starts(p, cfg.window) for p in train_parts]
+    val_windows = _tile(val_parts, cfg.window, cfg.val_windows)
+    if not sum(s.size for s in starts) or not val_windows:
+        raise HadError(f"{fasta}: contigs too short for N-free teacher windows of {cfg.window} nt "
                        f"with a {cfg.val_fraction:.0%} held-out tail")
     rng = np.random.default_rng([cfg.seed, 7])
-    val = tok.batch_encode(_tile(val_parts, cfg.window, cfg.val_windows))  # padded where windows hold N
+    val = tok.batch_encode(val_windows)
     val_ids, val_attn = val["input_ids"], val["attention_mask"]
     val_mask = np.stack([sample_kmers(tok.is_kmer(row), cfg.mask_ratio, np.random.default_rng([cfg.seed, 8, i]))
                          for i, row in enumerate(val_ids)])
@@ -111,7 +116,7 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
     counts = np.zeros(tok.vocab_size, dtype=np.int64)
     losses, logged, start = [], [], time.perf_counter()
     for step in range(cfg.steps):
-        batch = tok.batch_encode([_crop(train_parts, cfg.window, rng) for _ in range(cfg.batch_size)])
+        batch = tok.batch_encode([_crop(train_parts, starts, cfg.window, rng) for _ in range(cfg.batch_size)])
         ids = batch["input_ids"]
         counts += np.bincount(ids[tok.is_kmer(ids)], minlength=tok.vocab_size)
         masked = np.stack([sample_kmers(tok.is_kmer(row), cfg.mask_ratio, rng) for row in ids])
@@ -138,12 +143,15 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
     report = TeacherPretrainReport(
         parameters=params, steps=cfg.steps, seconds=time.perf_counter() - start,
         first_loss=logged[0], last_loss=logged[-1], val_loss=float(val_loss), val_accuracy=float(val_acc),
-        chance_uniform=1 / 4096, chance_majority=float(counts.max() / counts.sum()), config=asdict(cfg),
+        chance_uniform=1 / 4096, chance_majority=float(counts.max() / counts.sum()),
+        unigram_loss=_unigram_loss(counts, tok.is_kmer(np.arange(tok.vocab_size)), val_ids[val_mask]),
+        config=asdict(cfg),
         fasta_fingerprint=fingerprint,
     )
     (out_dir / REPORT).write_text(json.dumps(asdict(report), indent=2) + "\n")
     print(f"teacher: held-out MLM accuracy {report.val_accuracy:.4f} (chance: uniform {report.chance_uniform:.5f}, "
-          f"most frequent 6-mer {report.chance_majority:.4f}) -> {out_dir}", flush=True)
+          f"most frequent 6-mer {report.chance_majority:.4f}), loss {report.val_loss:.3f} (6-mer frequencies "
+          f"without context: {report.unigram_loss:.3f}) -> {out_dir}", flush=True)
     return report
 
 
@@ -157,17 +165,35 @@ def _split(contigs: list[np.ndarray], val_fraction: float, window: int) -> tuple
     return train, val
 
 
-def _crop(parts: list[np.ndarray], window: int, rng: np.random.Generator) -> np.ndarray:
-    """A random window, contigs weighted by the number of windows they hold."""
-    weights = np.array([p.size - window + 1 for p in parts], dtype=np.float64)
-    part = parts[int(rng.choice(len(parts), p=weights / weights.sum()))]
-    start = int(rng.integers(0, part.size - window + 1))
-    return part[start : start + window]
+def _n_free_starts(codes: np.ndarray, window: int) -> np.ndarray:
+    """Start of every window of codes uint8 [L] without an N, int64 [n].
+
+    N-free windows only: each N is a teacher token of its own, so one window crossing a gap
+    would widen (and slow) its whole padded batch up to 6x, for tokens that teach nothing.
+    """
+    n_before = np.concatenate([[0], np.cumsum(codes == alphabet.N)])
+    return np.flatnonzero(n_before[window:] == n_before[:-window])
+
+
+def _crop(parts: list[np.ndarray], starts: list[np.ndarray], window: int, rng: np.random.Generator) -> np.ndarray:
+    """A random N-free window, every one of them equally likely (parts weighted by their count)."""
+    counts = np.array([s.size for s in starts], dtype=np.float64)
+    k = int(rng.choice(len(parts), p=counts / counts.sum()))
+    start = int(starts[k][rng.integers(starts[k].size)])
+    return parts[k][start : start + window]
 
 
 def _tile(parts: list[np.ndarray], window: int, limit: int) -> list[np.ndarray]:
-    """Non-overlapping windows over the parts, at most `limit` of them."""
-    return [p[s : s + window] for p in parts for s in range(0, p.size - window + 1, window)][:limit]
+    """Non-overlapping N-free windows over the parts, at most `limit` of them."""
+    tiles = (p[s : s + window] for p in parts for s in range(0, p.size - window + 1, window))
+    return [w for w in tiles if not (w == alphabet.N).any()][:limit]
+
+
+def _unigram_loss(counts: np.ndarray, is_kmer: np.ndarray, targets: np.ndarray) -> float:
+    """Cross-entropy on target ids [n] of the 6-mer frequencies counts [V] (add-one smoothed over the
+    6-mers, is_kmer bool [V]): the loss of a model that learned the marginal and nothing from context."""
+    p = (counts + is_kmer) / (counts + is_kmer).sum()
+    return float(-np.log(p[targets]).mean())
 
 
 def _mlm_loss(model, ids: np.ndarray, attention_mask: np.ndarray, masked: np.ndarray, tok: NTv2Tokenizer,

@@ -6,13 +6,13 @@ import pytest
 import torch
 from transformers import EsmForMaskedLM
 
-from had.data import synthetic
+from had.data import alphabet, synthetic
 from had.data.fasta import read_fasta
 from had.data.masking import sample_kmers
 from had.data.tokenizer import NTv2Tokenizer
 from had.errors import HadError
 from had.teacher import load_teacher
-from had.teacher_pretrain import REPORT, TeacherPretrainConfig, pretrain_teacher
+from had.teacher_pretrain import REPORT, TeacherPretrainConfig, _crop, _n_free_starts, pretrain_teacher
 
 TINY = TeacherPretrainConfig(hidden_size=32, num_layers=1, num_heads=2, window=120, batch_size=16, steps=40,
                              lr=1e-2, log_every=10, val_windows=16, val_fraction=0.1)
@@ -20,15 +20,20 @@ TINY = TeacherPretrainConfig(hidden_size=32, num_layers=1, num_heads=2, window=1
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
+    # A genome the MLM can learn in 40 steps: copies of one random 60-nt unit (6 reading frames
+    # x 10 6-mers), with an N gap that training and held-out windows must avoid.
     root = tmp_path_factory.mktemp("teacher-pretrain")
-    synthetic.write_genome(root / "genome.fa", seed=3, n_contigs=1, contig_length=30_000)
+    unit = "".join(np.random.default_rng(0).choice(list("ACGT"), 60))
+    (root / "genome.fa").write_text(">rep\n" + unit * 300 + "N" * 50 + unit * 200 + "\n")
     report = pretrain_teacher(root / "genome.fa", root / "teacher", TINY)
     return root, report
 
 
 def test_mlm_loss_falls_and_the_report_matches_a_fresh_read(pretrained):
     root, report = pretrained
-    assert report.last_loss < report.first_loss - 0.05
+    assert report.last_loss < report.first_loss - 1.0
+    assert report.val_accuracy > 2 * report.chance_majority
+    assert report.val_loss < report.unigram_loss - 0.5  # it uses the context
     assert json.loads((root / "teacher" / REPORT).read_text())["val_accuracy"] == pytest.approx(report.val_accuracy)
     assert report.chance_uniform == 1 / 4096 and 0 < report.chance_majority < 1
 
@@ -37,7 +42,8 @@ def test_mlm_loss_falls_and_the_report_matches_a_fresh_read(pretrained):
     tok = NTv2Tokenizer.default()
     (_, codes), = read_fasta(root / "genome.fa")
     tail = codes[round(codes.size * (1 - TINY.val_fraction)):]
-    windows = [tail[s : s + TINY.window] for s in range(0, tail.size - TINY.window + 1, TINY.window)][: TINY.val_windows]
+    windows = [tail[s : s + TINY.window] for s in range(0, tail.size - TINY.window + 1, TINY.window)]
+    windows = [w for w in windows if not (w == alphabet.N).any()][: TINY.val_windows]
     enc = tok.batch_encode(windows)
     masked = np.stack([sample_kmers(tok.is_kmer(row), TINY.mask_ratio, np.random.default_rng([TINY.seed, 8, i]))
                        for i, row in enumerate(enc["input_ids"])])
@@ -79,3 +85,22 @@ def test_a_finished_teacher_is_reused_only_for_the_same_config(pretrained, capsy
     assert pretrain_teacher(root / "genome.fa", root / "teacher", TINY) == report
     assert "reusing" in capsys.readouterr().out
     assert (root / "teacher" / "model.safetensors").read_bytes() == weights
+
+
+def test_training_crops_are_the_n_free_windows_uniformly():
+    rng = np.random.default_rng(0)
+    parts = [rng.integers(0, 4, size=n).astype(np.uint8) for n in (60, 25, 8)]
+    parts[0][[5, 40, 41]] = alphabet.N
+    parts[1][24] = alphabet.N
+    window = 10
+    starts = [_n_free_starts(p, window) for p in parts]
+    for p, s in zip(parts, starts):  # brute force
+        assert s.tolist() == [i for i in range(p.size - window + 1) if not (p[i : i + window] == alphabet.N).any()]
+    seen = {}
+    for _ in range(4000):
+        w = _crop(parts, starts, window, rng)
+        assert w.size == window and not (w == alphabet.N).any()
+        seen[w.tobytes()] = seen.get(w.tobytes(), 0) + 1
+    n_windows = sum(s.size for s in starts)
+    assert len(seen) == n_windows  # every N-free window drawn ...
+    assert max(seen.values()) < 3 * 4000 / n_windows  # ... about equally often
