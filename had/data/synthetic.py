@@ -270,6 +270,11 @@ def _contig(rng: np.random.Generator, g: Grammar, name: str, length: int) -> tup
     return seq, soft, elements
 
 
+def contig_name(i: int) -> str:
+    """Name of the i-th (0-based) contig `write_genome` writes."""
+    return f"syn{i + 1}"
+
+
 def write_genome(path: str | Path, seed: int, n_contigs: int = 4, contig_length: int = 500_000,
                  line_width: int = 60) -> list[Element]:
     """Write a synthetic genome FASTA (contigs ``syn1``..) and its ``.fai``; return the planted elements.
@@ -283,7 +288,7 @@ def write_genome(path: str | Path, seed: int, n_contigs: int = 4, contig_length:
     lower = np.frombuffer(b"acgtn", dtype=np.uint8)
     out, index, elements = bytearray(), [], []
     for i in range(n_contigs):
-        name = f"syn{i + 1}"
+        name = contig_name(i)
         rng = np.random.default_rng([seed, 1, i])
         seq, soft, planted = _contig(rng, grammar, name, contig_length)
         elements += planted

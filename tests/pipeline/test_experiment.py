@@ -12,7 +12,7 @@ from had.evaluation.results import append_results
 from had.pipeline import experiment
 
 TOY = {
-    "n_contigs": 1, "contig_length": 12_000, "tasks": ["promoter_tata"], "task_train": 40, "task_test": 20,
+    "n_contigs": 2, "contig_length": 8_000, "cache_contigs": 1, "tasks": ["promoter_tata"], "task_train": 40, "task_test": 20,
     "task_length": 100, "variants": ["had", "random_init"], "teacher.steps": 3, "teacher.hidden_size": 16,
     "teacher.num_layers": 1, "teacher.num_heads": 2, "teacher.batch_size": 4, "teacher.val_windows": 4,
 }
@@ -32,6 +32,8 @@ def test_toy_experiment_writes_a_summary_with_every_model(tmp_path):
     assert json.loads((tmp_path / "verdict.json").read_text())["average"] == pytest.approx(verdict.average)
     assert (tmp_path / "students" / "random_init" / "model" / "config.json").is_file()
     assert not (tmp_path / "students" / "random_init" / "metrics.jsonl").exists()  # never trained
+    manifest = json.loads((tmp_path / "cache" / "manifest.json").read_text())
+    assert manifest["genome"]["contigs"] == ["syn1"]  # the teacher read both contigs, the cache one
 
     # Again into the same folder: the teacher, the trained student and the eval runs are reused.
     again = experiment.run(exp, cfg, tmp_path, seed=5)
