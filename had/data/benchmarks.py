@@ -170,6 +170,8 @@ def _read_gue(folder: Path, split: str) -> _Rows:
         i_seq, i_label = header.index("sequence"), header.index("label")
         seqs, labels, where = [], [], []
         for line, row in enumerate(rows, start=2):
+            if not row:  # a blank line, e.g. the trailing ones many exports and editors leave
+                continue
             if len(row) != len(header):
                 raise HadError(f"{path} line {line}: {len(row)} fields, header has {len(header)}")
             seqs.append(row[i_seq])

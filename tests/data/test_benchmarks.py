@@ -174,3 +174,21 @@ def test_nt_and_gb_bad_inputs_name_file_and_row(tmp_path):
         load_task("gb", tmp_path / "gb", "demo")
     with pytest.raises(HadError, match="no task 'nope'.*tasks found: demo"):
         load_task("gb", tmp_path / "gb", "nope")
+
+
+def test_gue_blank_lines_are_skipped_and_line_numbers_kept(tmp_path):
+    clean = load_task("gue", _gue(tmp_path / "clean"), "prom/p")
+    blank = _gue(tmp_path / "blank")
+    for split, tail in (("train", "\n\n"), ("dev", "\r\n"), ("test", "\n")):
+        with (blank / "prom/p" / f"{split}.csv").open("a", newline="") as f:
+            f.write(tail)
+    got = load_task("gue", blank, "prom/p")
+    for split in ("train", "dev", "test"):
+        assert getattr(got, split).sequences == getattr(clean, split).sequences
+        assert getattr(got, split).labels.tolist() == getattr(clean, split).labels.tolist()
+    # a blank line inside the file still counts for the line numbers of later rows
+    train = blank / "prom/p/train.csv"
+    lines = train.read_text().splitlines()
+    train.write_text("\n".join(lines[:2] + ["", "AC-T,1"] + lines[2:]) + "\n")
+    with pytest.raises(HadError, match=r"train.csv line 4: non-DNA character '-'"):
+        load_task("gue", blank, "prom/p")
