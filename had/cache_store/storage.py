@@ -93,6 +93,18 @@ class Storage:
         elif self.fs.exists(path):
             self.fs.rm(path)
 
+    def remove_tree(self, key: str) -> None:
+        """Delete the object or folder ``key`` with everything under it."""
+        path = self._path(key)
+        if not self.local:
+            self.fs.rm(path, recursive=True)
+        elif os.path.isdir(path):
+            import shutil
+
+            shutil.rmtree(path)
+        else:
+            self.delete(key)
+
     def remove_partials(self) -> int:
         """Delete temporary files left by killed writers (local only); returns how many."""
         if not self.local:

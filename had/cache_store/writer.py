@@ -15,10 +15,13 @@ import google_crc32c
 import numpy as np
 
 from had.cache_store import features as feature_codec
-from had.cache_store.layout import Layout, encode_shard
-from had.cache_store.storage import Storage
+from had.cache_store.layout import ARRAY_NAMES, Layout, encode_shard
+from had.cache_store.storage import PARTIAL, Storage
+from had.errors import HadError
 
 COMMIT_DIR = "_commit"
+# Every top-level name a cache writes (FORMAT.md "Files"); nothing else is ever deleted.
+OWN_NAMES = {"zarr.json", "config.yaml", "manifest.json", COMMIT_DIR, *ARRAY_NAMES}
 
 
 def commit_key(shard: int) -> str:
@@ -115,3 +118,27 @@ def read_commit(storage: Storage, shard: int) -> dict | None:
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
     return record if record.get("shard") == shard else None
+
+
+def cache_attributes(storage: Storage) -> dict:
+    """The root zarr.json's attributes: a had cache has ``had`` (its identity) or, while its arrays
+    are being created, ``had_creating``. {} when there is no readable zarr.json."""
+    if not storage.exists("zarr.json"):
+        return {}
+    try:
+        return json.loads(storage.get("zarr.json")).get("attributes") or {}
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, OSError):
+        return {}
+
+
+def foreign_names(storage: Storage) -> list[str]:
+    """Top-level names in the store that no had cache writes (files a user put there)."""
+    return [name for name in storage.list("") if name not in OWN_NAMES and not name.endswith(PARTIAL)]
+
+
+def remove_cache(storage: Storage) -> None:
+    """Delete a cache's own objects; refuses when the store is not a cache or holds anything else."""
+    if not {"had", "had_creating"} & set(cache_attributes(storage)) or foreign_names(storage):
+        raise HadError(f"{storage.url} is not only a had cache: not deleting it")
+    for name in storage.list(""):
+        storage.remove_tree(name)

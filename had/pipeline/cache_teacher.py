@@ -32,6 +32,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ import yaml
 from had.cache_store import Layout, Storage, read_commit, write_shard
 from had.cache_store import manifest as manifest_io
 from had.cache_store.layout import create_arrays
+from had.cache_store.writer import cache_attributes, foreign_names, remove_cache
 from had.config import RunConfig, TeacherConfig, config_hash
 from had.data import alphabet
 from had.data.fasta import FastaFile, WindowTable, fasta_fingerprint, iter_windows
@@ -100,11 +102,14 @@ class ShardJob:
 def run(cfg: RunConfig, dry_run: bool = False) -> dict:
     """Build (or resume) the cache at cfg.cache.path; with dry_run only print and return the plan."""
     plan = make_plan(cfg)
+    storage = Storage(cfg.cache.path)
     if dry_run:
         summary = plan.summary() | _throughput_estimate(cfg, plan)
-        print(json.dumps(summary, indent=1))
+        try:  # a refusal (existing cache of another config, not a cache, ...) ends the dry run as it would the run
+            summary["out"] = f"{_store_action(storage, plan, cfg)} ({cfg.cache.path})"
+        finally:
+            print(json.dumps(summary, indent=1))
         return summary
-    storage = Storage(cfg.cache.path)
     _prepare_store(storage, plan, cfg)
     if storage.exists(manifest_io.MANIFEST):
         print(f"{cfg.cache.path} is already complete (`had cache-info {cfg.cache.path}` to verify it)")
@@ -197,41 +202,62 @@ def make_plan(cfg: RunConfig) -> Plan:
     return Plan(windows, layout, identity, sources, n_views, teacher_tokens, visible, exact)
 
 
+def _store_action(storage: Storage, plan: Plan, cfg: RunConfig) -> str:
+    """What the run will do with --out: "new" (absent or empty), "resume" (a cache of this same
+    config), "replace" (a had cache to delete first); HadError when it must not be touched.
+
+    Only a had cache is ever deleted: its root zarr.json carries had's attributes (FORMAT.md,
+    "Recognising a cache") and it holds nothing but the cache's own files.
+    """
+    path = cfg.cache.path
+    if storage.local and os.path.exists(storage.root) and not os.path.isdir(storage.root):
+        raise HadError(f"--out {path} is a file, not a directory: choose a new or empty directory")
+    if not storage.list(""):
+        return "new"
+    attributes = cache_attributes(storage)
+    if not {"had", "had_creating"} & set(attributes):
+        raise HadError(f"--out {path} exists and is not a had cache (no zarr.json written by had): "
+                       "had never deletes it; choose a new or empty directory")
+    if "had" in attributes:
+        existing = attributes["had"]
+        diff = sorted(k for k in set(existing) | set(plan.identity) if existing.get(k) != plan.identity.get(k))
+        if not diff:
+            return "resume"
+        foreign = foreign_names(storage)
+        if foreign:
+            raise HadError(f"--out {path} holds a cache written with a different config (differs in: {', '.join(diff)}) "
+                           f"and other files ({', '.join(foreign[:3])}): had will not delete it; choose another --out")
+        if not cfg.cache.overwrite:
+            raise HadError(f"--out {path} holds a cache written with a different config (differs in: {', '.join(diff)}); "
+                           "choose another --out, or pass --overwrite to replace it")
+        return "replace"
+    foreign = foreign_names(storage)  # had_creating: creation was interrupted, no shard written yet
+    if foreign:
+        raise HadError(f"--out {path} holds a half-created had cache and other files ({', '.join(foreign[:3])}): "
+                       "had will not delete it; choose another --out")
+    return "replace"
+
+
 def _prepare_store(storage: Storage, plan: Plan, cfg: RunConfig) -> None:
     """Create the store, or check that an existing one was started with the same identity."""
     import zarr
 
-    attributes = json.loads(storage.get("zarr.json")).get("attributes", {}) if storage.exists("zarr.json") else {}
-    if "had" in attributes:
-        existing = attributes["had"]
-        diff = sorted(k for k in set(existing) | set(plan.identity) if existing.get(k) != plan.identity.get(k))
-        if diff and not cfg.cache.overwrite:
-            raise HadError(f"{cfg.cache.path} holds a cache written with a different config (differs in: "
-                           f"{', '.join(diff)}); use another cache.path, or cache.overwrite=true to replace it")
-        if not diff:
-            storage.remove_partials()
-            return
-        _remove_all(storage)
-    elif "had_creating" in attributes:  # creation was interrupted: no shard can have been written yet
-        _remove_all(storage)
-    elif storage.list(""):
-        if not cfg.cache.overwrite:
-            raise HadError(f"{cfg.cache.path} exists and is not a had cache; choose an empty path or set cache.overwrite=true")
-        _remove_all(storage)
+    action = _store_action(storage, plan, cfg)
+    if action == "resume":
+        storage.remove_partials()
+        return
+    if action == "replace":
+        remove_cache(storage)
+    if storage.local:
+        try:
+            os.makedirs(storage.root, exist_ok=True)
+        except OSError as e:
+            raise HadError(f"--out {cfg.cache.path}: cannot create the directory ({e.strerror})") from None
     group = zarr.create_group(storage.zarr_store, zarr_format=3, attributes={"had_creating": True})
     create_arrays(group, plan.layout)
     storage.put("config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
     # The identity goes in last: its presence means every array exists.
     zarr.open_group(storage.zarr_store, mode="r+", zarr_format=3).attrs.put({"had": plan.identity})
-
-
-def _remove_all(storage: Storage) -> None:
-    if storage.local:
-        import shutil
-
-        shutil.rmtree(storage.root)
-    else:
-        storage.fs.rm(storage.root, recursive=True)
 
 
 def _job(cfg: RunConfig, plan: Plan, shard: int) -> ShardJob:

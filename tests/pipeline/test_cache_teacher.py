@@ -132,6 +132,46 @@ def test_rerun_is_a_no_op_and_other_configs_are_refused(genome, teacher_dir, ref
     assert CacheReader(str(out)).manifest["mask"]["ratio"] == 0.3
 
 
+def test_overwrite_only_ever_replaces_a_had_cache(genome, teacher_dir, reference, tmp_path, capsys):
+    import shutil
+
+    import zarr
+
+    user = tmp_path / "user"
+    (user / "sub").mkdir(parents=True)
+    (user / "important.txt").write_text("hi")
+    (user / "sub" / "data.csv").write_text("x")
+    plain_zarr = tmp_path / "plain_zarr"  # someone else's zarr store: a zarr.json without had's attributes
+    zarr.create_array(str(plain_zarr), shape=(3,), dtype="i4")
+    mixed = tmp_path / "mixed"  # a had cache of another config with a user file beside it
+    shutil.copytree(reference, mixed)
+    (mixed / "notes.txt").write_text("mine")
+    snapshot = {d: _files(d) for d in (user, plain_zarr, mixed)}
+    for target in (user, plain_zarr, mixed):
+        for overwrite in (False, True):
+            override = {"cache.overwrite": overwrite} | ({"mask.ratio": 0.3} if target == mixed else {})
+            with pytest.raises(HadError, match=str(target)) as e:
+                cache_teacher.run(make_cfg(genome, teacher_dir, target, **override))
+            assert "--overwrite" not in str(e.value) and "cache.overwrite" not in str(e.value)
+            with pytest.raises(HadError, match=str(target)):
+                cache_teacher.run(make_cfg(genome, teacher_dir, target, **override), dry_run=True)
+    assert {d: _files(d) for d in snapshot} == snapshot
+    # A plain had cache of another config: --overwrite is advised (the CLI flag), and only then replaces it.
+    cache = tmp_path / "cache"
+    shutil.copytree(reference, cache)
+    with pytest.raises(HadError, match="differs in: mask.*pass --overwrite to replace it"):
+        cache_teacher.run(make_cfg(genome, teacher_dir, cache, **{"mask.ratio": 0.3}), dry_run=True)
+    assert '"items"' in capsys.readouterr().out  # the plan is still printed
+    cache_teacher.run(make_cfg(genome, teacher_dir, cache, **{"mask.ratio": 0.3, "cache.overwrite": True}))
+    assert CacheReader(str(cache)).manifest["mask"]["ratio"] == 0.3
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    for out, message in [(afile, "is a file"), ("/proc/nope/cache", "/proc/nope/cache: cannot create")]:
+        with pytest.raises(HadError, match=message):
+            cache_teacher.run(make_cfg(genome, teacher_dir, out))
+    assert afile.read_text() == "keep"
+
+
 def test_fsspec_url_cache_equals_local_cache(genome, teacher_dir, reference):
     url = "memory://had-test-cache"
     cache_teacher.run(make_cfg(genome, teacher_dir, url))
