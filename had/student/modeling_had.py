@@ -26,6 +26,7 @@ from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOut
 from transformers.utils import ModelOutput
 
 from had.kernels import GDNInputs, bidirectional_gated_delta_rule
+from had.student.collate import IGNORE_INDEX
 from had.student.configuration_had import HadConfig
 
 logger = logging.getLogger(__name__)
@@ -282,6 +283,16 @@ def span_mean(h: torch.Tensor, nt_token: torch.Tensor, n_tokens: int) -> torch.T
     return (sums / counts.clamp(min=1)[..., None])[:, :n_tokens]
 
 
+def nucleotide_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of logits (B, M, C) against labels (B, M) over labels != -100.
+
+    0 rather than NaN when a batch has no masked nucleotide (a cache built with a mask ratio
+    near 0, or windows too short for a 6-mer): the mean over nothing must not poison the run.
+    """
+    total = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), reduction="sum")
+    return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
+
+
 @dataclass
 class HadPretrainingOutput(ModelOutput):
     """loss = λ_d·loss_distill + λ_r·loss_recon (or loss_mlm for the MLM-only baseline)."""
@@ -325,11 +336,11 @@ class HadForPretraining(HadPreTrainedModel):
         if self.decoder is not None:
             visible = attention_mask.bool() & ~nt_mask
             logits = self.decoder(h, masked_positions, visible)
-            out.loss_recon = F.cross_entropy(logits.float().flatten(0, 1), masked_labels.flatten())
+            out.loss_recon = nucleotide_ce(logits, masked_labels)
             out.loss = out.loss + cfg.lambda_recon * out.loss_recon
         if self.mlm_head is not None:
             logits = self.mlm_head(gather_positions(h, masked_positions))
-            out.loss_mlm = F.cross_entropy(logits.float().flatten(0, 1), masked_labels.flatten())
+            out.loss_mlm = nucleotide_ce(logits, masked_labels)
             out.loss = out.loss + out.loss_mlm
         return out
 
@@ -345,7 +356,7 @@ class HadForPretraining(HadPreTrainedModel):
             targets = gather_positions(targets, nt_token.clamp(min=0))
             valid = nt_token >= 0
         err = (pred.float() - targets).pow(2).mean(-1)
-        return err[valid].mean()
+        return err[valid].sum() / valid.sum().clamp(min=1)  # 0, not NaN, when no token is visible
 
 
 class HadForSequenceClassification(HadPreTrainedModel):

@@ -1,6 +1,7 @@
 """The student: parameter budget, padding, gradients, ablations, save/load, overfitting, kernel paths."""
 import importlib.util
 
+import numpy as np
 import pytest
 import torch
 from fake_cache import TINY_STUDENT, FakeCache
@@ -127,6 +128,52 @@ def test_distill_loss_matches_direct_computation(mode):
             else:
                 errs.append(((model.distill_head(h[b][where]) - t) ** 2).mean(-1))
     torch.testing.assert_close(out.loss_distill, torch.cat(errs).mean())
+
+
+def _items_masked(fraction_masked: float, n=3, window=40):
+    """Cache items with no token masked (0.0) or every token masked (1.0): the degenerate masks."""
+    cache = FakeCache(n_items=n, window=window)
+    items = []
+    for i in range(n):
+        nuc = cache.seqs[i]
+        ids, spans = cache.tok.tokenize(nuc)
+        token_masked = np.full(len(ids), fraction_masked == 1.0)
+        items.append({"nucleotides": nuc, "nt_mask": np.full(len(nuc), fraction_masked == 1.0), "spans": spans,
+                      "token_masked": token_masked, "features": cache.table[ids[~token_masked]]})
+    return collate_cache_items(items)
+
+
+def test_recon_loss_is_the_mean_cross_entropy_over_masked_nucleotides():
+    torch.manual_seed(0)
+    model = HadForPretraining(_tiny(use_distill=False))
+    batch = _batch()
+    out = model(**batch)
+    visible = batch["attention_mask"].bool() & ~batch["nt_mask"]
+    logits = model.decoder(out.last_hidden_state, batch["masked_positions"], visible)
+    nll = [-torch.log_softmax(logits[b, m], -1)[batch["masked_labels"][b, m]]
+           for b in range(logits.shape[0]) for m in range(logits.shape[1]) if batch["masked_labels"][b, m] >= 0]
+    torch.testing.assert_close(out.loss_recon, torch.stack(nll).mean())
+
+
+@pytest.mark.parametrize("switch", [dict(), dict(mlm_only=True)], ids=["had", "mlm-only"])
+def test_losses_stay_finite_when_nothing_is_masked_or_visible(switch):
+    """Mask ratio 0 (no masked nucleotide) or every token masked (no teacher target): the empty
+    branch contributes 0 with a zero gradient instead of a NaN mean, the other branch is unchanged."""
+    torch.manual_seed(0)
+    model = HadForPretraining(_tiny(**switch))
+    none_masked = _items_masked(0.0)
+    assert none_masked["masked_positions"].shape[1] == 0
+    out = model(**none_masked)
+    branch = "loss_mlm" if switch else "loss_recon"
+    assert getattr(out, branch) == 0 and torch.isfinite(out.loss)
+    out.loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    if not switch:
+        assert out.loss_distill > 0
+        all_masked = _items_masked(1.0)
+        assert all_masked["targets"].shape[1] == 0
+        out = model(**all_masked)
+        assert out.loss_distill == 0 and out.loss_recon > 0 and torch.isfinite(out.loss)
 
 
 def test_recon_decoder_reads_only_visible_positions():
