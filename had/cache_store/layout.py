@@ -3,8 +3,9 @@
 Every array is a Zarr v3 array whose first axis is the item (window-view) axis, sharded
 ``shard_items`` items per shard object; inside a shard, one inner chunk per item (the
 features split into ``token_chunk``-row chunks along the token axis). Shard objects
-are standard ``sharding_indexed`` objects: zstd-compressed inner chunks, then an index
-of (offset, nbytes) uint64 pairs in C order of the inner-chunk grid, then its crc32c.
+are standard ``sharding_indexed`` objects: inner chunks (zstd frame + crc32c of the
+frame), then an index of (offset, nbytes) uint64 pairs in C order of the inner-chunk
+grid, then its crc32c. Both checksums are checked on every read.
 We encode and decode them ourselves (``encode_shard``, ``chunk_index``) so a shard is
 built from the items it holds, without materialising padding, and a read is one
 ``pread`` per chunk; zarr-python reads the same objects (tests check it).
@@ -19,7 +20,10 @@ import google_crc32c
 import numcodecs
 import numpy as np
 
-FORMAT_VERSION = 1
+from had.errors import HadError
+
+FORMAT_VERSION = 2  # 2: a crc32c after every inner chunk
+READABLE_VERSIONS = (1, 2)  # 1 differs only in having no chunk crc32c
 EMPTY = np.uint64(2**64 - 1)
 FEATURE_DTYPES = {"fp16": "float16", "bf16": "uint16", "int8": "int8"}
 FEATURE_FILL = {"fp16": float("nan"), "bf16": 0x7FC0, "int8": -128}  # 0x7FC0 = bf16 NaN bits
@@ -58,8 +62,6 @@ class Layout:
 
     def __post_init__(self):
         if self.feature_dtype not in FEATURE_DTYPES:
-            from had.errors import HadError
-
             raise HadError(f"cache.feature_dtype={self.feature_dtype!r}: expected one of {', '.join(FEATURE_DTYPES)}")
         if self.token_chunk == 0:
             # One chunk holds every visible token of an N-free window (<= ceil(L/6) tokens + 5 singles).
@@ -103,7 +105,7 @@ class Layout:
 
 def create_arrays(group, layout: Layout) -> None:
     """Create every array of the layout in a zarr group (driver only, before any shard is written)."""
-    from zarr.codecs import ZstdCodec
+    from zarr.codecs import Crc32cCodec, ZstdCodec
 
     for spec in layout.arrays().values():
         group.create_array(
@@ -112,7 +114,7 @@ def create_arrays(group, layout: Layout) -> None:
             dtype=spec.dtype,
             chunks=spec.chunk_shape,
             shards=spec.shard_shape,
-            compressors=[ZstdCodec(level=layout.compression_level, checksum=False)],
+            compressors=[ZstdCodec(level=layout.compression_level, checksum=False), Crc32cCodec()],
             fill_value=spec.fill_value,
             chunk_key_encoding={"name": "default", "separator": "/"},
             attributes={"logical_dtype": "bfloat16"} if spec.name == "features" and layout.feature_dtype == "bf16" else None,
@@ -128,6 +130,7 @@ def encode_shard(chunks: list[np.ndarray | None], level: int) -> bytes:
         if chunk is None:
             continue
         data = codec.encode(np.ascontiguousarray(chunk, dtype=chunk.dtype.newbyteorder("<")))
+        data += struct.pack("<I", google_crc32c.value(data))
         index[k] = offset, len(data)
         offset += len(data)
         parts.append(data)
@@ -143,11 +146,20 @@ def chunk_index(tail: bytes, where: str) -> np.ndarray:
     """Parse a shard's trailing index bytes -> uint64 [n_chunks, 2] (offset, nbytes); checks its crc32c."""
     body, (crc,) = tail[:-4], struct.unpack("<I", tail[-4:])
     if google_crc32c.value(body) != crc:
-        raise OSError(f"{where}: shard index checksum mismatch (torn or corrupt shard)")
+        raise HadError(f"{where}: shard index checksum mismatch (torn or corrupt shard); "
+                       "the cache is damaged (`had cache-info` lists every bad shard)")
     return np.frombuffer(body, dtype="<u8").reshape(-1, 2)
 
 
-def decode_chunk(data: bytes, spec: ArraySpec) -> np.ndarray:
-    """One inner chunk's bytes -> array of spec.chunk_shape."""
-    raw = numcodecs.Zstd().decode(data)
-    return np.frombuffer(raw, dtype=np.dtype(spec.dtype).newbyteorder("<")).reshape(spec.chunk_shape)
+def decode_chunk(data: bytes, spec: ArraySpec, checksummed: bool, where: str) -> np.ndarray:
+    """One inner chunk's bytes -> array of spec.chunk_shape; checksummed: the bytes end in the frame's crc32c."""
+    if checksummed:
+        data, (crc,) = data[:-4], struct.unpack("<I", data[-4:])
+        if google_crc32c.value(data) != crc:
+            raise HadError(f"{where}: chunk checksum mismatch; the cache is damaged "
+                           "(`had cache-info` lists every bad shard)")
+    try:
+        raw = numcodecs.Zstd().decode(data)
+        return np.frombuffer(raw, dtype=np.dtype(spec.dtype).newbyteorder("<")).reshape(spec.chunk_shape)
+    except (RuntimeError, ValueError) as e:  # only reachable without a checksum (format 1)
+        raise HadError(f"{where}: undecodable chunk ({e}); the cache is damaged") from None

@@ -11,7 +11,7 @@ import time
 
 import google_crc32c
 
-from had.cache_store.layout import FORMAT_VERSION, Layout
+from had.cache_store.layout import FORMAT_VERSION, READABLE_VERSIONS, Layout
 from had.cache_store.storage import Storage
 from had.cache_store.writer import read_commit
 from had.errors import HadError
@@ -49,8 +49,9 @@ def load(storage: Storage) -> tuple[dict, Layout]:
         shards = manifest["shards"]
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
         raise HadError(f"{where}: unreadable manifest ({e})") from None
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise HadError(f"{where}: format version {manifest.get('format_version')}, this had reads {FORMAT_VERSION}")
+    if manifest.get("format_version") not in READABLE_VERSIONS:
+        raise HadError(f"{where}: format version {manifest.get('format_version')}, this had reads "
+                       f"{', '.join(map(str, READABLE_VERSIONS))}")
     expected = [[r.start, r.stop] for r in map(layout.shard_range, range(layout.n_shards))]
     if [s["items"] for s in shards] != expected or manifest.get("n_items") != layout.n_items:
         raise HadError(f"{where}: shard list does not cover items 0..{layout.n_items} in order")

@@ -3,8 +3,9 @@
 The reader validates ``manifest.json`` when constructed and opens nothing else until
 the first item is read, so it can be built in the parent and used in DataLoader
 workers (file descriptors are reopened after a fork). A read is one ``pread`` of each
-array's inner chunk plus a zstd decode; shard indexes are cached (their crc32c is
-checked once per shard).
+array's inner chunk, a crc32c check and a zstd decode; shard indexes are cached (their
+crc32c is checked once per shard). A damaged chunk or index is a HadError naming the
+cache, array and shard.
 
     reader = CacheReader("cache/")
     item = reader[12]   # nucleotides, nt_mask, spans, token_masked, features
@@ -29,6 +30,7 @@ class CacheReader:
         self.storage = Storage(self.path)
         self.manifest, self.layout = manifest_io.load(self.storage)
         self.specs = self.layout.arrays()
+        self._checksummed = self.manifest["format_version"] >= 2  # format 1 chunks carry no crc32c
         self._index_cache_size = index_cache
         self._indexes: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
 
@@ -75,7 +77,9 @@ class CacheReader:
         offset, nbytes = index[k]
         if offset == EMPTY:
             raise HadError(f"{self.path}: {name} shard {shard} has no chunk {k}: the cache is damaged")
-        return decode_chunk(self.storage.get_range(spec.shard_key(shard), int(offset), int(nbytes)), spec)
+        where = f"{self.path}: {name} shard {shard} ({spec.shard_key(shard)}), chunk {k}"
+        return decode_chunk(self.storage.get_range(spec.shard_key(shard), int(offset), int(nbytes)), spec,
+                            self._checksummed, where)
 
     def _index(self, spec: ArraySpec, shard: int) -> np.ndarray:
         key = (spec.name, shard)
@@ -86,7 +90,8 @@ class CacheReader:
                 tail = self.storage.get_range(spec.shard_key(shard), -size, size)
             except (OSError, FileNotFoundError) as e:
                 raise HadError(f"{self.path}: cannot read {spec.shard_key(shard)} ({e}): the cache is damaged") from None
-            index = self._indexes[key] = chunk_index(tail, f"{self.path}/{spec.shard_key(shard)}")
+            where = f"{self.path}: {spec.name} shard {shard} ({spec.shard_key(shard)})"
+            index = self._indexes[key] = chunk_index(tail, where)
             if len(self._indexes) > self._index_cache_size:
                 self._indexes.popitem(last=False)
         return index

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import yaml
 
-from had.cache_store import Layout, Storage, read_commit, write_shard
+from had.cache_store import FORMAT_VERSION, Layout, Storage, read_commit, write_shard
 from had.cache_store import manifest as manifest_io
 from had.cache_store.layout import create_arrays
 from had.cache_store.writer import cache_attributes, foreign_names, remove_cache
@@ -181,6 +181,7 @@ def make_plan(cfg: RunConfig) -> Plan:
     genome.pop("fasta")
     genome["bed"] = fasta_fingerprint(cfg.genome.bed) if cfg.genome.bed else None
     identity = {
+        "format_version": FORMAT_VERSION,
         "teacher": cfg.teacher.model,
         "teacher_config_hash": teacher.config_hash,
         "teacher_fingerprint": teacher.fingerprint,

@@ -8,6 +8,7 @@ import os
 import pickle
 import uuid
 
+import google_crc32c
 import numpy as np
 import pytest
 import torch
@@ -160,3 +161,84 @@ def test_local_writes_are_atomic_and_reader_survives_pickle_and_fork(tmp_path):
                                          multiprocessing_context="fork")
     for i, item in enumerate(loader):
         assert np.array_equal(item["spans"].numpy(), items[i]["spans"])
+
+
+def _chunk_location(shard_file, spec, k):
+    """(offset, nbytes) of inner chunk k, from the shard's trailing index as FORMAT.md specifies it."""
+    data = shard_file.read_bytes()
+    n = int(np.prod(spec.chunks_per_shard))
+    entries = np.frombuffer(data[-(16 * n + 4):-4], "<u8").reshape(-1, 2)
+    return int(entries[k, 0]), int(entries[k, 1])
+
+
+def _flip(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_corrupt_chunks_and_index_raise_naming_cache_array_and_shard(tmp_path):
+    rng = np.random.default_rng(5)
+    layout = Layout(n_items=8, window=24, teacher_dim=4, shard_items=4)
+    items = _items(rng, 8, 24, 4)
+    root = tmp_path / "c"
+    _write_cache(str(root), items, layout)
+    # Flip one byte inside item 5's first features chunk and inside item 6's nucleotides chunk (shard 1).
+    per_item = layout.feature_rows // layout.token_chunk
+    specs = layout.arrays()
+    for name, item, k in [("features", 5, 1 * per_item), ("nucleotides", 6, 2)]:
+        shard_file = root / specs[name].shard_key(1)
+        offset, nbytes = _chunk_location(shard_file, specs[name], k)
+        _flip(shard_file, offset + nbytes // 2)
+        with pytest.raises(HadError, match=rf"{root}: {name} shard 1 .*checksum mismatch"):
+            CacheReader(str(root))[item]
+    reader = CacheReader(str(root))
+    for i in (0, 1, 2, 3, 4, 7):  # every other item, the damaged shard's included, still reads exactly
+        got = reader[i]
+        assert np.array_equal(got["nucleotides"], items[i]["nucleotides"])
+        assert np.array_equal(got["features"], items[i]["features"].astype(np.float16).astype(np.float32))
+    index_file = root / specs["spans"].shard_key(0)
+    _flip(index_file, index_file.stat().st_size - 10)
+    with pytest.raises(HadError, match=rf"{root}: spans shard 0 .*index checksum mismatch"):
+        CacheReader(str(root))[0]
+
+
+def _as_format_1(root, layout):
+    """Rewrite a cache as format 1 wrote it: chunks without their trailing crc32c, manifest version 1."""
+    storage = Storage(str(root))
+    manifest = json.loads(storage.get("manifest.json"))
+    for spec in layout.arrays().values():
+        for shard in range(layout.n_shards):
+            data = storage.get(spec.shard_key(shard))
+            n = int(np.prod(spec.chunks_per_shard))
+            index = np.frombuffer(data[-(16 * n + 4):-4], "<u8").reshape(-1, 2).copy()
+            parts, offset = [], 0
+            for entry in index:
+                if entry[0] != np.uint64(2**64 - 1):
+                    parts.append(data[int(entry[0]):int(entry[0] + entry[1]) - 4])
+                    entry[:] = offset, entry[1] - 4
+                    offset += int(entry[1])
+            body = index.astype("<u8").tobytes()
+            obj = b"".join(parts) + body + google_crc32c.value(body).to_bytes(4, "little")
+            storage.put(spec.shard_key(shard), obj)
+            record = manifest["shards"][shard]["objects"][spec.name]
+            record.update(nbytes=len(obj), crc32c=google_crc32c.value(obj))
+    manifest["format_version"] = 1
+    for shard in manifest["shards"]:
+        storage.put(f"_commit/shard-{shard['shard']:06d}.json", json.dumps(shard, sort_keys=True).encode())
+    storage.put("manifest.json", json.dumps(manifest).encode())
+
+
+def test_format_1_caches_still_read(tmp_path):
+    rng = np.random.default_rng(6)
+    layout = Layout(n_items=6, window=24, teacher_dim=4, feature_dtype="int8", shard_items=4)
+    items = _items(rng, 6, 24, 4)
+    root = tmp_path / "c"
+    _write_cache(str(root), items, layout)
+    current = CacheReader(str(root))
+    expected = [current[i] for i in range(6)]
+    _as_format_1(root, layout)
+    old = CacheReader(str(root))
+    assert old.manifest["format_version"] == 1 and verify(str(root))["ok"]
+    for i in range(6):
+        assert all(np.array_equal(old[i][k], expected[i][k]) for k in expected[i])
