@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ _BLOCK = 1 << 24  # nt read at once while counting N, to bound memory on 250 Mb 
 
 
 def _is_gzip(path: Path) -> bool:
+    if path.is_dir():
+        raise HadError(f"FASTA {path} is a directory, not a file")
     if not path.is_file():
         raise HadError(f"FASTA file not found: {path}")
     with open(path, "rb") as f:
@@ -70,23 +73,28 @@ def read_fasta(path: str | Path) -> Iterator[tuple[str, np.ndarray]]:
             _check_letters(path, header_line + 1, lines)
         return name, alphabet.encode(seq)
 
-    with _open(path) as f:
-        for number, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if line.startswith(b">"):
-                if name is not None:
-                    yield finish()
-                fields = line[1:].split()
-                if not fields:
-                    raise HadError(f"{path}:{number}: header without a name")
-                name, header_line, lines = fields[0].decode(errors="replace"), number, []
-                if name in names:
-                    raise HadError(f"{path}:{number}: duplicate record name '{name}'")
-                names.add(name)
-            elif line:
-                if name is None:
-                    raise HadError(f"{path}:{number}: sequence before the first '>' header")
-                lines.append(line)
+    try:
+        with _open(path) as f:
+            for number, raw in enumerate(f, start=1):
+                line = raw.strip()
+                if line.startswith(b">"):
+                    if name is not None:
+                        yield finish()
+                    fields = line[1:].split()
+                    if not fields:
+                        raise HadError(f"{path}:{number}: header without a name")
+                    name, header_line, lines = fields[0].decode(errors="replace"), number, []
+                    if name in names:
+                        raise HadError(f"{path}:{number}: duplicate record name '{name}'")
+                    names.add(name)
+                elif line:
+                    if name is None:
+                        raise HadError(f"{path}:{number}: sequence before the first '>' header")
+                    lines.append(line)
+    except EOFError:  # gzip stream cut short (click would print only "Aborted.")
+        raise HadError(f"{path}: truncated gzip file (unexpected end of data)") from None
+    except (zlib.error, gzip.BadGzipFile) as e:
+        raise HadError(f"{path}: corrupt gzip file ({e})") from None
     if name is None:
         raise HadError(f"{path}: no FASTA records (empty file or not FASTA)")
     yield finish()

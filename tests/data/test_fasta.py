@@ -103,6 +103,20 @@ def test_bad_fasta_names_file_and_line(tmp_path, content, message):
     assert str(path) in str(err.value)
 
 
+def test_truncated_or_corrupt_gzip_names_the_file(tmp_path):
+    data = gzip.compress(b"".join(f">c{i}\n".encode() + bytes(random.Random(i).choices(b"ACGT", k=5000)) + b"\n"
+                                  for i in range(20)))
+    truncated, corrupt = tmp_path / "trunc.fa.gz", tmp_path / "corrupt.fa.gz"
+    truncated.write_bytes(data[: len(data) // 2])
+    corrupt.write_bytes(data[:200] + bytes(100) + data[300:])
+    with pytest.raises(HadError, match=f"{truncated}: truncated gzip file"):
+        FastaFile(truncated)
+    with pytest.raises(HadError, match=f"{corrupt}: corrupt gzip file"):
+        FastaFile(corrupt)
+    with pytest.raises(HadError, match=f"{tmp_path} is a directory"):
+        FastaFile(tmp_path)
+
+
 def test_missing_fasta_and_bad_index(tmp_path):
     with pytest.raises(HadError, match="not found"):
         FastaFile(tmp_path / "nope.fa")
