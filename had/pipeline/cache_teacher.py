@@ -54,6 +54,7 @@ from had.teacher import Teacher, load_teacher
 
 PLAN_SAMPLE = 2048  # windows tokenized to estimate token counts in the plan
 RAW_BYTES_PER_DIM = {"fp16": 2.0, "bf16": 2.0, "int8": 1.0}
+SCHEDULER_TIMEOUT_S = 15  # connecting to --scheduler: long enough for a busy scheduler, short for a typo
 
 
 @dataclass
@@ -440,7 +441,11 @@ def _run_dask(cfg: RunConfig, plan: Plan, jobs: list[ShardJob]) -> None:
     # A shard whose task kills its worker this many times fails the run instead of killing workers forever.
     dask.config.set({"distributed.scheduler.allowed-failures": 3})
     if cfg.cache.scheduler:
-        client, cluster = Client(cfg.cache.scheduler), None
+        try:
+            client, cluster = Client(cfg.cache.scheduler, timeout=SCHEDULER_TIMEOUT_S), None
+        except (OSError, ValueError) as e:  # OSError includes the connect timeout
+            raise HadError(f"--scheduler {cfg.cache.scheduler}: cannot connect to a Dask scheduler ({e}); "
+                           "committed shards are kept") from None
         workers = client.scheduler_info()["workers"].values()
         use_gpu = any("GPU" in w.get("resources", {}) for w in workers)
     elif cfg.cache.workers == 0 and gpus:

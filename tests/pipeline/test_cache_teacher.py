@@ -172,6 +172,13 @@ def test_overwrite_only_ever_replaces_a_had_cache(genome, teacher_dir, reference
     assert afile.read_text() == "keep"
 
 
+def test_unreachable_scheduler_is_a_one_line_error(genome, teacher_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(cache_teacher, "SCHEDULER_TIMEOUT_S", 1)
+    for address in ("tcp://127.0.0.1:1", "nonsense"):
+        with pytest.raises(HadError, match=f"--scheduler {address}: cannot connect"):
+            cache_teacher.run(make_cfg(genome, teacher_dir, tmp_path / "cache", **{"cache.scheduler": address}))
+
+
 def test_fsspec_url_cache_equals_local_cache(genome, teacher_dir, reference):
     url = "memory://had-test-cache"
     cache_teacher.run(make_cfg(genome, teacher_dir, url))
