@@ -234,9 +234,19 @@ class WindowTable:
     end: np.ndarray
     n_candidates: int  # windows before the N filter
     n_skipped_n: int  # windows dropped because their N fraction exceeded max_n_fraction
+    intervals: str  # what was tiled: "contigs of FASTA" or "rows of BED"
+    n_intervals: int
+    n_short: int  # intervals shorter than one window: no window at all
+    short_nt: int  # their nucleotides
+    uncovered_nt: int  # nucleotides of the other intervals under no window (tails; gaps when stride > window)
 
     def __len__(self) -> int:
         return self.window_id.size
+
+    def coverage(self) -> str:
+        """One line on what the windows leave out, e.g. for a dry run or a run's summary."""
+        return (f"{self.n_short} of {self.n_intervals} {self.intervals} shorter than the window skipped "
+                f"({self.short_nt} nt); {self.uncovered_nt} nt of the others under no window (tails)")
 
     def locus(self, i: int) -> tuple[str, int, int]:
         """(contig name, start, end) of the i-th kept window."""
@@ -265,10 +275,16 @@ def iter_windows(cfg: GenomeConfig) -> WindowTable:
     keep = [c for c in fasta.contigs if (not cfg.contigs or c in cfg.contigs) and c not in cfg.exclude_contigs]
 
     contig_ids, starts = [], []
-    for index, lo, hi in _intervals(cfg, fasta, keep):
+    intervals = _intervals(cfg, fasta, keep)
+    n_short = short_nt = uncovered_nt = 0
+    for index, lo, hi in intervals:
         first = np.arange(lo, hi - cfg.window + 1, stride, dtype=np.int64)
         contig_ids.append(np.full(first.size, index, dtype=np.int32))
         starts.append(first)
+        if first.size == 0:
+            n_short, short_nt = n_short + 1, short_nt + hi - lo
+        else:
+            uncovered_nt += hi - lo - ((first.size - 1) * min(stride, cfg.window) + cfg.window)
     contig = np.concatenate(contig_ids) if contig_ids else np.zeros(0, np.int32)
     start = np.concatenate(starts) if starts else np.zeros(0, np.int64)
 
@@ -281,6 +297,12 @@ def iter_windows(cfg: GenomeConfig) -> WindowTable:
         end=start[kept] + cfg.window,
         n_candidates=int(start.size),
         n_skipped_n=int((~kept).sum()),
+        intervals=(f"rows of {cfg.bed}" + (f" in split '{cfg.split}'" if cfg.split is not None else "")
+                   if cfg.bed else f"contigs of {cfg.fasta}"),
+        n_intervals=len(intervals),
+        n_short=n_short,
+        short_nt=int(short_nt),
+        uncovered_nt=int(uncovered_nt),
     )
 
 
@@ -291,8 +313,12 @@ def _intervals(cfg: GenomeConfig, fasta: FastaFile, keep: list[str]) -> list[tup
             raise HadError("genome.split is set but genome.bed is not: a split needs a BED file")
         return [(index, 0, fasta.contigs[name]) for index, name in enumerate(keep)]
     bed = read_bed(cfg.bed)
-    if cfg.split is not None and cfg.split not in set(bed.split):
-        raise HadError(f"genome.split '{cfg.split}': no row of {bed.path} has it (splits: {sorted(set(bed.split))})")
+    splits = sorted(set(bed.split.tolist()))
+    if cfg.split is not None and splits == [""]:
+        raise HadError(f"genome.split '{cfg.split}': {bed.path} has no 4th (split) column")
+    if cfg.split is not None and cfg.split not in splits:
+        raise HadError(f"genome.split '{cfg.split}': no row of {bed.path} has it in its 4th column "
+                       f"(values there: {', '.join(map(repr, splits[:10]))}{', ...' if len(splits) > 10 else ''})")
     position = {name: index for index, name in enumerate(keep)}
     out = []
     for contig, lo, hi, split, line in zip(bed.contig, bed.start, bed.end, bed.split, bed.line):

@@ -73,6 +73,9 @@ class Plan:
         return {
             "windows": len(self.windows),
             "windows_skipped_n": self.windows.n_skipped_n,
+            "short_intervals_skipped": self.windows.n_short,
+            "nt_not_covered": self.windows.short_nt + self.windows.uncovered_nt,
+            "not_covered": self.windows.coverage(),
             "views": self.n_views,
             "items": self.layout.n_items,
             "shards": self.layout.n_shards,
@@ -131,7 +134,7 @@ def run(cfg: RunConfig, dry_run: bool = False) -> dict:
     manifest = manifest_io.build(plan.identity | {"sources": plan.sources}, plan.layout, records)
     manifest_io.write(storage, manifest)
     print(f"cache written to {cfg.cache.path}: {plan.layout.n_items} items in {plan.layout.n_shards} shards, "
-          f"{manifest['totals']['nbytes'] / 1e6:.1f} MB")
+          f"{manifest['totals']['nbytes'] / 1e6:.1f} MB; not covered: {plan.windows.coverage()}")
     return manifest
 
 
@@ -166,8 +169,9 @@ def make_plan(cfg: RunConfig) -> Plan:
         raise HadError(f"genome.window={cfg.genome.window}: ~{math.ceil(cfg.genome.window / 6) + 1} teacher tokens, "
                        f"but {cfg.teacher.model} takes at most {teacher.max_tokens}")
     if len(windows) == 0:
-        raise HadError(f"{cfg.genome.fasta}: no window of {cfg.genome.window} nt passes the filters "
-                       f"({windows.n_candidates} candidates, {windows.n_skipped_n} over genome.max_n_fraction)")
+        raise HadError(f"{cfg.genome.bed or cfg.genome.fasta}: no window of {cfg.genome.window} nt passes the filters "
+                       f"({windows.coverage()}; {windows.n_skipped_n} of {windows.n_candidates} windows over "
+                       "genome.max_n_fraction)")
     n_views = cfg.mask.views * (2 if cfg.mask.reverse_complement else 1)
     layout = Layout(
         n_items=len(windows) * n_views,

@@ -193,6 +193,24 @@ def test_windows_from_bed_split_in_file_order(tmp_path):
     assert table.locus(0) == ("ctg3", 0, 50)
 
 
+@pytest.mark.parametrize("window, stride", [(700, None), (300, 120), (250, 400)])
+def test_short_intervals_and_uncovered_nt_equal_a_coverage_mask(tmp_path, window, stride):
+    genome = random_genome(6, n_contigs=8)
+    path = write_fasta(tmp_path / "g.fa", genome, width=60)
+    table = iter_windows(GenomeConfig(fasta=str(path), window=window, stride=stride, max_n_fraction=1.0))
+    short = [len(seq) for seq in genome.values() if len(seq) < window]
+    uncovered = 0
+    for seq in genome.values():
+        if len(seq) >= window:
+            covered = np.zeros(len(seq), bool)
+            for start in range(0, len(seq) - window + 1, stride or window):
+                covered[start:start + window] = True
+            uncovered += int((~covered).sum())
+    assert (table.n_intervals, table.n_short, table.short_nt) == (len(genome), len(short), sum(short))
+    assert table.uncovered_nt == uncovered
+    assert f"{len(short)} of {len(genome)} contigs of {path}" in table.coverage()
+
+
 def test_window_config_errors(tmp_path):
     path = write_fasta(tmp_path / "g.fa", {"a": "ACGT" * 100}, width=60)
     bed = tmp_path / "r.bed"
@@ -209,6 +227,12 @@ def test_window_config_errors(tmp_path):
     for overrides, message in cases:
         with pytest.raises(HadError, match=message):
             iter_windows(GenomeConfig(**{"fasta": str(path), "window": 10, **overrides}))
+    bed.write_text("a\t0\t100\n")
+    with pytest.raises(HadError, match=r"genome.split 'train': .*r.bed has no 4th \(split\) column"):
+        iter_windows(GenomeConfig(fasta=str(path), bed=str(bed), split="train", window=10))
+    bed.write_text("a\t0\t100\tname1\n")
+    with pytest.raises(HadError, match=r"no row of .*r.bed has it in its 4th column \(values there: 'name1'\)$"):
+        iter_windows(GenomeConfig(fasta=str(path), bed=str(bed), split="train", window=10))
     for text, message in [("b\t0\t10\n", r"r.bed:1: contig 'b'"), ("a\t0\t10\na\t0\t401\n", r"r.bed:2: end 401")]:
         bed.write_text(text)
         with pytest.raises(HadError, match=message):

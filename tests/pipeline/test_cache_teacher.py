@@ -115,9 +115,12 @@ def test_items_equal_fasta_tokenizer_masks_and_a_direct_teacher_forward(genome, 
         np.testing.assert_allclose(item["features"], visible, atol=2e-3, rtol=2e-3)  # fp16 storage
 
 
-def test_rerun_is_a_no_op_and_other_configs_are_refused(genome, teacher_dir, reference, tmp_path):
+def test_rerun_is_a_no_op_and_other_configs_are_refused(genome, teacher_dir, reference, tmp_path, capsys):
     out = tmp_path / "cache"
     cache_teacher.run(make_cfg(genome, teacher_dir, out))
+    tails = sum(len(seq) % WINDOW for seq in genome[1].values())
+    assert f"not covered: 0 of 2 contigs of {genome[0]} shorter than the window skipped (0 nt); {tails} nt" \
+        in capsys.readouterr().out
     before = _files(out)
     assert before == _files(reference)
     cache_teacher.run(make_cfg(genome, teacher_dir, out))  # resume: everything committed
@@ -241,6 +244,13 @@ def test_dry_run_plans_without_writing(genome, teacher_dir, reference, tmp_path)
     assert plan["visible_tokens"] == manifest["totals"]["n_visible"]
     assert plan["raw_feature_bytes"]["fp16"] == plan["visible_tokens"] * 32 * 2
     assert plan["measured_tokens_per_s"] > 0 and plan["estimated_device_hours"] >= 0
+    tails = sum(len(seq) % WINDOW for seq in genome[1].values())  # stride = window: each contig's tail
+    assert (plan["short_intervals_skipped"], plan["nt_not_covered"]) == (0, tails)
+    # A BED whose rows are all shorter than the window: the error names the BED and counts its rows.
+    bed = tmp_path / "short.bed"
+    bed.write_text(f"chrA\t0\t{WINDOW - 1}\nchrB\t10\t{WINDOW + 5}\n")
+    with pytest.raises(HadError, match=rf"{bed}: no window of {WINDOW} nt .*2 of 2 rows of {bed} shorter"):
+        cache_teacher.run(make_cfg(genome, teacher_dir, out, **{"genome.bed": str(bed)}), dry_run=True)
 
 
 def test_cache_info_verifies_every_shard(reference, tmp_path, capsys):
