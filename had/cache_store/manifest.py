@@ -13,7 +13,7 @@ import google_crc32c
 
 from had.cache_store.layout import FORMAT_VERSION, READABLE_VERSIONS, Layout
 from had.cache_store.storage import Storage
-from had.cache_store.writer import read_commit
+from had.cache_store.writer import cache_attributes, read_commit
 from had.errors import HadError
 
 MANIFEST = "manifest.json"
@@ -42,7 +42,16 @@ def load(storage: Storage) -> tuple[dict, Layout]:
     """Read and check the manifest against itself and the commit records; HadError when unusable."""
     where = f"{storage.url}/{MANIFEST}"
     if not storage.exists(MANIFEST):
-        raise HadError(f"{where} not found: not a had cache, or `had cache-teacher` has not finished writing it")
+        attributes = cache_attributes(storage)
+        if "had" in attributes:
+            n_shards = Layout(**attributes["had"]["layout"]).n_shards
+            done = sum(read_commit(storage, s) is not None for s in range(n_shards))
+            raise HadError(f"{storage.url}: incomplete cache: {done} of {n_shards} shards committed; "
+                           "re-run `had cache-teacher` with the same options to finish it")
+        if "had_creating" in attributes:
+            raise HadError(f"{storage.url}: incomplete cache (interrupted while creating its arrays); "
+                           "re-run `had cache-teacher` with the same options")
+        raise HadError(f"{where} not found: {storage.url} is not a had cache")
     try:
         manifest = json.loads(storage.get(MANIFEST))
         layout = Layout(**manifest["layout"])

@@ -141,16 +141,22 @@ def run(cfg: RunConfig, dry_run: bool = False) -> dict:
 def info(path: str, verify: bool = True) -> dict:
     """Print a cache's manifest summary; with verify, re-check every shard's size and crc32c."""
     manifest, layout = manifest_io.load(Storage(path))
-    keys = ("teacher", "layer", "teacher_dim", "feature_dtype", "window", "n_views", "n_windows", "n_items", "created")
+    keys = ("format_version", "teacher", "layer", "teacher_dim", "feature_dtype", "window", "n_views", "n_windows", "n_items", "created")
     for key in keys:
         print(f"{key:>14}: {manifest.get(key)}")
     print(f"{'shards':>14}: {layout.n_shards} x {layout.shard_items} items, {manifest['totals']['nbytes'] / 1e6:.1f} MB")
-    print(f"{'tokens':>14}: {manifest['totals']['n_tokens']} teacher, {manifest['totals']['n_visible']} visible")
+    totals = manifest["totals"]
+    # Counted as --dry-run counts them: teacher tokens with each item's CLS; visible = stored feature rows.
+    print(f"{'tokens':>14}: {totals['n_tokens'] + totals['n_items']} teacher (CLS included), "
+          f"{totals['n_visible']} visible (feature rows)")
     report = {"manifest": manifest}
     if verify:
         report |= manifest_io.verify(path)
-        status = "ok" if report["ok"] else f"{len(report['bad'])} BAD: {report['bad'][:5]}"
-        print(f"{'verify':>14}: {status}")
+        print(f"{'verify':>14}: " + ("ok" if report["ok"] else f"{len(report['bad'])} BAD"))
+        for shard, array, reason in report["bad"][:20]:
+            print(f"{'':>14}  shard {shard} {array}: {reason}")
+        if len(report["bad"]) > 20:
+            print(f"{'':>14}  ... and {len(report['bad']) - 20} more")
         if not report["ok"]:
             raise HadError(f"{path}: {len(report['bad'])} shard object(s) failed verification")
     return report

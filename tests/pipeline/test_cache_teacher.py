@@ -230,11 +230,14 @@ def test_full_disk_keeps_committed_shards_and_resume_completes(genome, teacher_d
     monkeypatch.setattr(Storage, "put", real_put)
     assert not (out / "manifest.json").exists()
     assert sorted(os.listdir(out / "_commit")) == ["shard-000000.json", "shard-000001.json"]
+    n_shards = len(CacheReader(str(reference)).manifest["shards"])
+    with pytest.raises(HadError, match=f"incomplete cache: 2 of {n_shards} shards committed; re-run"):
+        cache_teacher.info(str(out))
     cache_teacher.run(make_cfg(genome, teacher_dir, out))
     assert _files(out) == _files(reference)
 
 
-def test_dry_run_plans_without_writing(genome, teacher_dir, reference, tmp_path):
+def test_dry_run_plans_without_writing(genome, teacher_dir, reference, tmp_path, capsys):
     out = tmp_path / "cache"
     plan = cache_teacher.run(make_cfg(genome, teacher_dir, out), dry_run=True)
     assert not out.exists()
@@ -242,6 +245,9 @@ def test_dry_run_plans_without_writing(genome, teacher_dir, reference, tmp_path)
     assert plan["items"] == manifest["n_items"] and plan["token_counts"] == "exact"
     assert plan["teacher_tokens"] == manifest["totals"]["n_tokens"] + manifest["n_items"]  # + CLS
     assert plan["visible_tokens"] == manifest["totals"]["n_visible"]
+    cache_teacher.info(str(reference), verify=False)  # counts tokens the way the dry run does
+    assert f"tokens: {plan['teacher_tokens']} teacher (CLS included), {plan['visible_tokens']} visible" \
+        in capsys.readouterr().out
     assert plan["raw_feature_bytes"]["fp16"] == plan["visible_tokens"] * 32 * 2
     assert plan["measured_tokens_per_s"] > 0 and plan["estimated_device_hours"] >= 0
     tails = sum(len(seq) % WINDOW for seq in genome[1].values())  # stride = window: each contig's tail
@@ -264,6 +270,8 @@ def test_cache_info_verifies_every_shard(reference, tmp_path, capsys):
     victim.write_bytes(victim.read_bytes()[:-1] + b"\x00")
     with pytest.raises(HadError, match="failed verification"):
         cache_teacher.info(str(copy))
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    assert lines[-2:] == ["verify: 1 BAD", "shard 2 token_masked: size or crc32c mismatch"]
 
 
 RUNNER = """
