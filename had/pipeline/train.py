@@ -4,7 +4,9 @@ One GPU:
     had train --config had-1.1m --cache /data/hg38-cache --out runs/had-1.1m
 N GPUs on one machine (DDP; rank 0 logs and checkpoints):
     torchrun --nproc_per_node=N -m had train --config had-1.1m --cache /data/hg38-cache --out runs/had-1.1m
-Continue a run exactly where its last checkpoint left it: add `--resume`.
+Continue a run exactly where its last checkpoint left it: add `--resume` (refused when the cache,
+seed, batch sizes or step count differ from the checkpoint's run). SIGINT / SIGTERM finish the
+current step, save a checkpoint and exit, so an interrupted run resumes without losing work.
 
 Outputs under `--out`: config.yaml (resolved), metrics.jsonl (one line per `log_every` steps),
 checkpoints/step-N/ (last `keep_checkpoints`), model/ (a `save_pretrained` directory that
@@ -16,10 +18,14 @@ A checkpoint therefore only needs the step to put the data loader back where it 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
 import shutil
+import signal
+import sys
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -30,12 +36,15 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
-from had.config import RunConfig
+from had.config import RunConfig, config_hash
 from had.errors import HadError
 from had.schedules import warmup_cosine
 from had.student import HadConfig, HadForPretraining, collate_cache_items
 
 LOSS_KEYS = ("loss", "loss_distill", "loss_recon", "loss_mlm")
+# Manifest keys that do not decide the cached values (FORMAT.md): a cache moved, or rebuilt with the
+# same settings, is the same training data.
+_NOT_CACHE_IDENTITY = ("format_version", "created", "sources", "shards", "totals")
 
 
 @dataclass
@@ -56,13 +65,17 @@ def run(cfg: RunConfig, reader=None) -> Path:
     item and `.manifest` (benchmarks feed in-memory items through it); its manifest is checked alike.
     """
     tc = cfg.train
+    out = Path(tc.out)
+    if out.exists() and not out.is_dir():
+        raise HadError(f"train.out (--out) {out} is an existing file, not a run directory")
     dd = _init_distributed(use_cuda=torch.cuda.is_available() and tc.device != "cpu")
     device = _device(tc.device, dd)
     reader = _check_cache(cfg, reader if reader is not None else _open_cache(cfg.cache.path))
+    cfg = _cache_window(cfg, reader.manifest, dd)
     model_cfg = _student_config(cfg, reader.manifest)
     accum = _accumulation(tc, dd)
-    out = Path(tc.out)
     ckpt_root = out / "checkpoints"
+    identity = _run_identity(cfg, reader.manifest)
 
     torch.manual_seed(tc.seed)
     model = HadForPretraining(model_cfg).to(device)
@@ -76,13 +89,18 @@ def run(cfg: RunConfig, reader=None) -> Path:
 
     start_step = 0
     latest = _latest_checkpoint(ckpt_root)
-    if tc.resume and latest is not None:
-        start_step = _load_checkpoint(latest, model, optimizer, scheduler, model_cfg, device)
-    elif latest is not None:
+    if latest is not None and not tc.resume:
         raise HadError(f"{out} already holds checkpoints ({latest.name}); pass --resume to continue it "
                        f"or choose another --out")
+    if latest is not None:  # every check passes before anything in `out` is rewritten
+        start_step = _load_checkpoint(latest, model, optimizer, scheduler, model_cfg, identity, device)
     if dd.main:
-        out.mkdir(parents=True, exist_ok=True)
+        if latest is None and tc.resume:
+            print(f"had train: no checkpoint in {out}: starting from step 0", flush=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise HadError(f"train.out (--out) {out}: cannot create it ({e.strerror})") from None
         resolved = RunConfig(**{**cfg.__dict__, "student": model_cfg.own_dict()})
         resolved.save(out / "config.yaml")
         _truncate_metrics(out / "metrics.jsonl", start_step)
@@ -98,7 +116,7 @@ def run(cfg: RunConfig, reader=None) -> Path:
     loader = DataLoader(
         reader, batch_sampler=sampler, collate_fn=collate_cache_items, num_workers=tc.num_workers,
         pin_memory=device.type == "cuda", prefetch_factor=4 if tc.num_workers else None,
-        persistent_workers=tc.num_workers > 0,
+        persistent_workers=tc.num_workers > 0, worker_init_fn=_ignore_stop_signals,
     )
     autocast = _autocast(tc.precision, device)
     logger = MetricsLogger(out, tc.tensorboard) if dd.main else None
@@ -109,39 +127,52 @@ def run(cfg: RunConfig, reader=None) -> Path:
 
     batches = iter(loader)
     window = _Window()
-    for step in range(start_step, tc.steps):
-        sums = torch.zeros(len(LOSS_KEYS), device=device)
-        for micro in range(accum):
-            t0 = time.perf_counter()
-            batch = next(batches)
-            window.wait += time.perf_counter() - t0
-            window.nt += int(batch["attention_mask"].sum()) * dd.world
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            sync = nullcontext() if dd.world == 1 or micro == accum - 1 else net.no_sync()
-            with sync, autocast:
-                res = net(**batch)
-                (res.loss / accum).backward()
-            sums += torch.stack([getattr(res, k).detach().float() if getattr(res, k) is not None
-                                 else torch.zeros((), device=device) for k in LOSS_KEYS]) / accum
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        lr = scheduler.get_last_lr()[0]
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+    # First step (1-based) whose loss was not finite, tc.steps + 1 while none: kept on the device and
+    # read only where the loop synchronises anyway (logging, checkpoints), not once per step.
+    bad_step = torch.full((), tc.steps + 1, device=device)
+    with _StopSignals() as stop:
+        for step in range(start_step, tc.steps):
+            sums = torch.zeros(len(LOSS_KEYS), device=device)
+            for micro in range(accum):
+                t0 = time.perf_counter()
+                batch = next(batches)
+                window.wait += time.perf_counter() - t0
+                window.nt += int(batch["attention_mask"].sum()) * dd.world
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                sync = nullcontext() if dd.world == 1 or micro == accum - 1 else net.no_sync()
+                with sync, autocast:
+                    res = net(**batch)
+                    (res.loss / accum).backward()
+                sums += torch.stack([getattr(res, k).detach().float() if getattr(res, k) is not None
+                                     else torch.zeros((), device=device) for k in LOSS_KEYS]) / accum
+            bad_step = torch.where(torch.isfinite(sums[0]), bad_step, bad_step.clamp(max=step + 1))
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
 
-        done = step + 1
-        if done % tc.log_every == 0 or done == tc.steps:
-            if dd.world > 1:
-                dist.all_reduce(sums, op=dist.ReduceOp.AVG)
-            if logger:
-                losses = dict(zip(LOSS_KEYS, sums.tolist()))
-                record = {"step": done, **{k: v for k, v in losses.items() if _has_branch(model_cfg, k)},
-                          "lr": lr, "grad_norm": float(grad_norm), **window.rates()}
-                logger.log(record, tc.steps)
-            window = _Window()
-        if dd.main and (done % tc.checkpoint_every == 0 or done == tc.steps):
-            _save_checkpoint(ckpt_root / f"step-{done}", model, optimizer, scheduler, done, cfg, model_cfg)
-            _prune_checkpoints(ckpt_root, tc.keep_checkpoints)
+            done = step + 1
+            log_now = done % tc.log_every == 0 or done == tc.steps
+            save_now = done % tc.checkpoint_every == 0 or done == tc.steps
+            stopping = done < tc.steps and stop.agreed(dd, log_now, device)
+            if log_now or save_now or stopping:  # never log or save past a non-finite loss
+                _check_finite(bad_step, dd, tc.steps, ckpt_root)
+            if log_now:
+                if dd.world > 1:
+                    dist.all_reduce(sums, op=dist.ReduceOp.AVG)
+                if logger:
+                    losses = dict(zip(LOSS_KEYS, sums.tolist()))
+                    record = {"step": done, **{k: v for k, v in losses.items() if _has_branch(model_cfg, k)},
+                              "lr": lr, "grad_norm": float(grad_norm), **window.rates()}
+                    logger.log(record, tc.steps)
+                window = _Window()
+            if dd.main and (save_now or stopping):
+                _save_checkpoint(ckpt_root / f"step-{done}", model, optimizer, scheduler, done, cfg, model_cfg,
+                                 identity)
+                _prune_checkpoints(ckpt_root, tc.keep_checkpoints)
+            if stopping:
+                _exit_interrupted(stop.signum, done, ckpt_root / f"step-{done}", logger, dd)
 
     if dd.main:
         model.save_pretrained(out / "model")
@@ -224,6 +255,75 @@ class MetricsLogger:
             self.tb.close()
 
 
+class _StopSignals:
+    """SIGINT / SIGTERM ask the loop to stop after the current step (a second signal stops at once).
+
+    Set only from the main thread (Python allows no other); the previous handlers come back on exit.
+    """
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)
+                              if signal.getsignal(s) is not signal.SIG_IGN}  # e.g. `nohup`: keep ignoring
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:  # asked twice: do not wait for the step to end
+            previous = self._previous[signum]
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+            signal.raise_signal(signum)
+        self.signum = signum
+
+    def agreed(self, dd: Dist, at_log: bool, device: torch.device) -> bool:
+        """Whether every rank stops after this step. DDP ranks agree at log steps only, where they
+        synchronise anyway: a signal may reach the ranks during different steps."""
+        if dd.world == 1:
+            return self.signum is not None
+        if not at_log:
+            return False
+        flag = torch.tensor(self.signum or 0, device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        self.signum = int(flag) or None
+        return self.signum is not None
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers get Ctrl-C (and SLURM's SIGTERM) too; the main process decides when to stop,
+    so a worker must not die mid-step. Workers still exit when the main process ends."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _exit_interrupted(signum: int, step: int, checkpoint: Path, logger, dd: Dist) -> None:
+    if logger:
+        logger.close()
+    if dd.main:
+        print(f"had train: stopped by {signal.Signals(signum).name} after step {step}, checkpoint {checkpoint}; "
+              f"to continue, run the same command with --resume", file=sys.stderr, flush=True)
+    if dd.world > 1:
+        dist.destroy_process_group()
+    raise SystemExit(128 + signum)
+
+
+def _check_finite(bad_step: torch.Tensor, dd: Dist, steps: int, ckpt_root: Path) -> None:
+    """Stop at the first non-finite loss (all ranks alike): every checkpoint saved so far is before it."""
+    if dd.world > 1:
+        dist.all_reduce(bad_step, op=dist.ReduceOp.MIN)
+    first = int(bad_step)
+    if first <= steps:
+        last = _latest_checkpoint(ckpt_root)
+        raise HadError(f"training loss is not finite (NaN or inf) at step {first}; stopped, last good checkpoint: "
+                       f"{last if last else 'none'} (try a lower train.lr, or check the cache with `had cache-info`)")
+
+
 class _Window:
     """Throughput and data-wait accounting between two log lines."""
 
@@ -288,9 +388,6 @@ def _check_cache(cfg: RunConfig, reader):
     from had.data.tokenizer import NTv2Tokenizer
 
     man, where = reader.manifest, f"cache {cfg.cache.path}"
-    if man["window"] != cfg.genome.window:
-        raise HadError(f"{where} holds windows of {man['window']} nt but genome.window is {cfg.genome.window}; "
-                       f"set genome.window: {man['window']} or use a matching cache")
     expected = NTv2Tokenizer.default().vocab_hash
     if man["vocab_hash"] != expected:
         raise HadError(f"{where} was tokenized with another vocabulary (vocab_hash {man['vocab_hash'][:12]}..., "
@@ -298,6 +395,25 @@ def _check_cache(cfg: RunConfig, reader):
     if len(reader) == 0:
         raise HadError(f"{where} holds no window-views")
     return reader
+
+
+def _cache_window(cfg: RunConfig, manifest: dict, dd: Dist) -> RunConfig:
+    """genome.window is the cache's: train reads the windows the cache holds (one line when it differs)."""
+    if manifest["window"] == cfg.genome.window:
+        return cfg
+    if dd.main:
+        print(f"had train: genome.window {cfg.genome.window} -> {manifest['window']}, the window of cache "
+              f"{cfg.cache.path}", flush=True)
+    return dataclasses.replace(cfg, genome=dataclasses.replace(cfg.genome, window=manifest["window"]))
+
+
+def _run_identity(cfg: RunConfig, manifest: dict) -> dict:
+    """What a resumed run must share with its checkpoint's: the data (a hash per key of the cache's
+    identity), its order (seed, batch sizes) and the lr schedule (steps)."""
+    tc = cfg.train
+    return {"cache": {k: config_hash(v) for k, v in manifest.items() if k not in _NOT_CACHE_IDENTITY},
+            "train.seed": tc.seed, "train.batch_size": tc.batch_size, "train.micro_batch_size": tc.micro_batch_size,
+            "train.steps": tc.steps}
 
 
 def _student_config(cfg: RunConfig, manifest: dict) -> HadConfig:
@@ -313,7 +429,8 @@ def _student_config(cfg: RunConfig, manifest: dict) -> HadConfig:
     return model_cfg
 
 
-def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, cfg: RunConfig, model_cfg: HadConfig) -> None:
+def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, cfg: RunConfig, model_cfg: HadConfig,
+                     identity: dict) -> None:
     """Write step-N/ atomically (tmp dir + rename) so a kill never leaves a half checkpoint."""
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -322,14 +439,15 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, cfg: Ru
            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "step": step, "samples_seen": step * cfg.train.batch_size, "rng": rng,
-                "student": model_cfg.own_dict()}, tmp / "state.pt")
+                "student": model_cfg.own_dict(), "run": identity}, tmp / "state.pt")
     RunConfig(**{**cfg.__dict__, "student": model_cfg.own_dict()}).save(tmp / "config.yaml")
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)
 
 
-def _load_checkpoint(path: Path, model, optimizer, scheduler, model_cfg: HadConfig, device) -> int:
+def _load_checkpoint(path: Path, model, optimizer, scheduler, model_cfg: HadConfig, identity: dict, device) -> int:
     state = torch.load(path / "state.pt", map_location=device, weights_only=False)
+    _check_same_run(path, state.get("run"), identity)
     if state["student"] != model_cfg.own_dict():
         diff = {k for k in state["student"] if state["student"][k] != model_cfg.own_dict().get(k)}
         raise HadError(f"--resume: {path} was trained with another student config (differs in {sorted(diff)})")
@@ -344,6 +462,21 @@ def _load_checkpoint(path: Path, model, optimizer, scheduler, model_cfg: HadConf
         torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
     print(f"had train: resumed from {path} (step {state['step']})", flush=True)
     return state["step"]
+
+
+def _check_same_run(path: Path, saved: dict | None, identity: dict) -> None:
+    """--resume continues one run exactly: the same cache, seed, batch sizes and steps, or a HadError."""
+    if saved is None:
+        raise HadError(f"--resume: {path} was written by a had that did not record the run's cache, seed and "
+                       f"batch sizes, so they cannot be checked; start the run again in another --out")
+    diff = [f"{k} {saved.get(k)} (now {v})" for k, v in identity.items() if k != "cache" and saved.get(k) != v]
+    cache = sorted(k for k in saved["cache"].keys() | identity["cache"].keys()
+                   if saved["cache"].get(k) != identity["cache"].get(k))
+    if cache:
+        diff.insert(0, f"another cache (its {', '.join(cache)} differ)")
+    if diff:
+        raise HadError(f"--resume: {path} belongs to a run with {'; '.join(diff)}: resume with the original "
+                       f"settings or choose another --out")
 
 
 def _checkpoints(root: Path) -> list[Path]:
@@ -362,8 +495,17 @@ def _prune_checkpoints(root: Path, keep: int) -> None:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """On resume drop lines logged after the checkpoint, so metrics.jsonl reads as one clean run."""
+    """On resume drop lines logged after the checkpoint, so metrics.jsonl reads as one clean run.
+
+    From step 0 (no checkpoint to continue) the file of an earlier attempt is kept aside, not emptied.
+    """
     if not path.exists():
+        return
+    if step == 0:
+        if path.stat().st_size:
+            aside = next(p for k in range(1, 1 << 20) if not (p := path.with_name(f"metrics.old-{k}.jsonl")).exists())
+            path.rename(aside)
+            print(f"had train: {path} (an earlier attempt that left no checkpoint) kept as {aside.name}", flush=True)
         return
     lines = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
     path.write_text("".join(ln + "\n" for ln in lines))
