@@ -14,6 +14,7 @@ Two kinds of backbone, one interface (`Backbone`):
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ class Backbone:
     encoder: nn.Module  # forward(input_ids, attention_mask) -> .last_hidden_state [B, T, hidden_size]
     hidden_size: int
     encode: Encode  # sequences -> {"input_ids", "attention_mask"}: int64 [B, T], right padded
+    fingerprint: str  # sha256 of its config and weights: results are kept per fingerprint, not per path
     max_tokens: int | None = None  # longest input its positions allow; None = no limit
 
     def fresh_encoder(self) -> nn.Module:
@@ -50,7 +52,12 @@ def load_backbone(model: str, trust_remote_code: bool = False) -> Backbone:
     from had.teacher import load_teacher
 
     teacher = load_teacher(model, trust_remote_code=trust_remote_code, dtype="fp32", device="cpu")
-    return Backbone(model, teacher.encoder, teacher.hidden_size, teacher.tokenizer.batch_encode, teacher.max_tokens)
+    if Path(model).is_dir():
+        fingerprint = _folder_fingerprint(Path(model))
+    else:  # a hub model: its config (which names it) and weights
+        fingerprint = hashlib.sha256(f"{teacher.config_hash} {teacher.fingerprint}".encode()).hexdigest()
+    return Backbone(model, teacher.encoder, teacher.hidden_size, teacher.tokenizer.batch_encode, fingerprint,
+                    teacher.max_tokens)
 
 
 def _load_had(model: str) -> Backbone:
@@ -67,7 +74,21 @@ def _load_had(model: str) -> Backbone:
         logging.set_verbosity(verbosity)
     config = encoder.config
     max_tokens = config.max_position if config.position == "learned" else None
-    return Backbone(model, encoder, config.d_model, encode_nucleotides, max_tokens)
+    return Backbone(model, encoder, config.d_model, encode_nucleotides, _folder_fingerprint(Path(model)), max_tokens)
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    """sha256 over config.json and the weight files of a saved model (names and bytes, by name):
+    the same files give the same fingerprint wherever the folder is."""
+    from had.teacher import WEIGHT_SUFFIXES
+
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES):
+        h.update(path.name.encode())
+        with path.open("rb") as f:
+            while block := f.read(1 << 24):
+                h.update(block)
+    return h.hexdigest()
 
 
 def encode_nucleotides(seqs: Sequence[str]) -> dict[str, np.ndarray]:

@@ -16,6 +16,7 @@ from had.errors import HadError
 
 SCHEMA = pa.schema([
     ("model", pa.string()),  # what eval.model named: a directory or a hub id
+    ("model_fingerprint", pa.string()),  # sha256 of the model's config and weights (Backbone.fingerprint)
     ("benchmark", pa.string()),  # nt | gb | gue
     ("nt_version", pa.string()),  # original | revised (NT only, else null)
     ("task", pa.string()),
@@ -33,6 +34,7 @@ SCHEMA = pa.schema([
     ("protocol", pa.string()),  # JSON of the Protocol the run used
 ])
 RUN_KEY = ("model", "benchmark", "nt_version", "task", "lr", "seed")
+ADDED_LATER = {"model_fingerprint"}  # columns older files lack: read as None
 
 
 def read_results(path: str | Path) -> list[dict]:
@@ -45,9 +47,9 @@ def read_results(path: str | Path) -> list[dict]:
     except Exception as e:  # pyarrow raises several types for a damaged file
         raise HadError(f"{path}: not a readable results file: {e}") from None
     missing = set(SCHEMA.names) - set(table.column_names)
-    if missing:
+    if missing - ADDED_LATER:
         raise HadError(f"{path}: not a `had eval` results file (missing columns {sorted(missing)})")
-    return table.select(SCHEMA.names).to_pylist()
+    return [{name: row.get(name) for name in SCHEMA.names} for row in table.to_pylist()]
 
 
 def append_results(path: str | Path, rows: list[dict]) -> None:

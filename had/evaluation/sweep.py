@@ -1,11 +1,12 @@
 """A resumable sweep of fine-tuning runs over tasks x learning rates x seeds.
 
 The plan is every (task, lr, seed); runs already in `<out>/results.parquet` for the same
-model, benchmark and NT version are skipped, so re-running a crashed or interrupted sweep
-only does the missing runs. Each finished run is appended at once (atomically). Runs go
-in-process, or onto Dask workers (`eval.workers` local worker processes, each pinned to one
-GPU when there are GPUs, or an existing scheduler at `eval.scheduler`); only this process
-writes the results file.
+model, benchmark and NT version are reused, so re-running a crashed or interrupted sweep
+only does the missing runs. Runs of the same model path made from other weights (a model
+retrained in place: its fingerprint differs) or with another protocol are refused, never
+mixed. Each finished run is appended at once (atomically). Runs go in-process, or onto Dask
+workers (`eval.workers` local worker processes, each pinned to one GPU when there are GPUs,
+or an existing scheduler at `eval.scheduler`); only this process writes the results file.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class Sweep:
     """What one `had eval` sweep runs: everything a worker needs, picklable."""
 
     model: str
+    fingerprint: str  # of the model's config and weights, taken once per sweep (Backbone.fingerprint)
     trust_remote_code: bool
     benchmark: str
     data_root: str
@@ -44,12 +46,14 @@ class Sweep:
             raise HadError("eval.model is not set: pass --model (a `had train` model/ dir or an HF model)")
         if cfg.benchmark == "nt" and cfg.nt_version not in NT_VERSIONS:
             raise HadError(f"eval.nt_version must be one of {NT_VERSIONS}, got '{cfg.nt_version}'")
-        return cls(cfg.model, cfg.trust_remote_code, cfg.benchmark, cfg.data_root,
+        fingerprint = _backbone(cfg.model, cfg.trust_remote_code).fingerprint
+        return cls(cfg.model, fingerprint, cfg.trust_remote_code, cfg.benchmark, cfg.data_root,
                    cfg.nt_version if cfg.benchmark == "nt" else None,
                    Protocol.from_eval_config(cfg, cfg.benchmark), cfg.device)
 
     def row(self, result: dict) -> dict:
-        return {"model": self.model, "benchmark": self.benchmark, "nt_version": self.nt_version, **result,
+        return {"model": self.model, "model_fingerprint": self.fingerprint, "benchmark": self.benchmark,
+                "nt_version": self.nt_version, **result,
                 "protocol": json.dumps(dataclasses.asdict(self.protocol), sort_keys=True)}
 
 
@@ -70,8 +74,11 @@ def run_sweep(cfg: EvalConfig, results_path: str | Path) -> list[dict]:
     sweep = Sweep.from_config(cfg)
     runs = plan(cfg)
     done = {run_key(r): r for r in read_results(results_path)}
-    _check_same_protocol(sweep, done.values(), results_path)
+    _check_resumable(sweep, done.values(), results_path)
     todo = [(t, lr, s) for t, lr, s in runs if _key(sweep, t, lr, s) not in done]
+    if len(todo) < len(runs):
+        print(f"had eval: {len(runs) - len(todo)} finished runs reused from {results_path} "
+              f"(same model weights and protocol), {len(todo)} to do", flush=True)
     with tqdm(total=len(runs), initial=len(runs) - len(todo), desc=f"eval {sweep.benchmark}", unit="run") as bar:
         spread = cfg.workers or cfg.scheduler
         for result in _run_dask(sweep, todo, cfg.workers, cfg.scheduler) if spread else _run_local(sweep, todo):
@@ -87,10 +94,16 @@ def _key(sweep: Sweep, task: str, lr: float, seed: int) -> tuple:
     return (sweep.model, sweep.benchmark, sweep.nt_version, task, lr, seed)
 
 
-def _check_same_protocol(sweep: Sweep, rows, path) -> None:
-    """Results of one model on one benchmark must all come from the same protocol."""
+def _check_resumable(sweep: Sweep, rows, path) -> None:
+    """Results of one model path must all come from the same weights, and on one benchmark from the
+    same protocol: refused rather than redone, so that no file ever mixes two models under one name."""
     ours = dataclasses.asdict(sweep.protocol)
     for row in rows:
+        if row["model"] == sweep.model and row["model_fingerprint"] != sweep.fingerprint:
+            was = row["model_fingerprint"][:12] if row["model_fingerprint"] else "not recorded"
+            raise HadError(f"{path} holds runs of {sweep.model} made from other weights (model fingerprint "
+                           f"{was}, now {sweep.fingerprint[:12]}): the model changed since; use another --out "
+                           f"(eval.out) for this one")
         if (row["model"], row["benchmark"], row["nt_version"]) != (sweep.model, sweep.benchmark, sweep.nt_version):
             continue
         theirs = json.loads(row["protocol"])

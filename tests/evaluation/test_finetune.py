@@ -55,6 +55,31 @@ def test_had_student_dir_loads_through_automodel(tmp_path):
     torch.testing.assert_close(got, want)
 
 
+def test_fingerprint_is_the_model_files_and_follows_a_retrain(tmp_path, tiny_esm):
+    import hashlib
+    import shutil
+
+    from had.student import HadConfig
+    from had.student.modeling_had import HadForPretraining
+
+    cfg = HadConfig(d_model=16, n_gdn_layers=1, n_heads=2, head_dim=8, mlp_hidden=32, attn_heads=2, teacher_dim=8)
+    torch.manual_seed(0)
+    HadForPretraining(cfg).save_pretrained(tmp_path / "m")
+    files = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert files == ["config.json", "model.safetensors"]
+    want = hashlib.sha256(b"".join(name.encode() + (tmp_path / "m" / name).read_bytes() for name in files))
+    assert load_backbone(str(tmp_path / "m")).fingerprint == want.hexdigest()
+    HadForPretraining(cfg).save_pretrained(tmp_path / "m")  # retrained in place: new weights, same path
+    assert load_backbone(str(tmp_path / "m")).fingerprint != want.hexdigest()
+    # HF models: the same files wherever they are give the same fingerprint, other weights another one
+    shutil.copytree(tiny_esm, tmp_path / "esm")
+    assert load_backbone(str(tmp_path / "esm")).fingerprint == load_backbone(str(tiny_esm)).fingerprint
+    from had.teacher import build_tiny_teacher
+
+    build_tiny_teacher(tmp_path / "esm", hidden_size=16, num_layers=1, num_heads=2, seed=1)
+    assert load_backbone(str(tmp_path / "esm")).fingerprint != load_backbone(str(tiny_esm)).fingerprint
+
+
 def test_mean_pooling_ignores_padding(tiny_esm):
     backbone = load_backbone(str(tiny_esm))
     model = SequenceClassifier(backbone.fresh_encoder(), backbone.hidden_size, 3).eval()

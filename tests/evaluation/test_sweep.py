@@ -87,6 +87,30 @@ def test_different_protocol_in_the_same_file_is_refused(tiny_esm, gue_root, tmp_
         sweep.run_sweep(cfg, tmp_path / "r.parquet")
 
 
+def test_finished_runs_are_reused_only_for_the_same_weights(tiny_esm, gue_root, tmp_path, capsys):
+    import shutil
+
+    from had.teacher import build_tiny_teacher
+
+    model = shutil.copytree(tiny_esm, tmp_path / "model")
+    cfg = _cfg(model, gue_root, tmp_path, tasks=["grp/a"])
+    cfg.seeds = 1
+    first = sweep.run_sweep(cfg, tmp_path / "r.parquet")
+    assert "reused" not in capsys.readouterr().out
+    assert sweep.run_sweep(cfg, tmp_path / "r.parquet") == first
+    assert "had eval: 2 finished runs reused" in capsys.readouterr().out
+    build_tiny_teacher(model, hidden_size=16, num_layers=1, num_heads=2, seed=1)  # retrained in place
+    sweep._backbone.cache_clear()
+    with pytest.raises(HadError, match=r"r.parquet holds runs of .*model made from other weights .* another --out"):
+        sweep.run_sweep(cfg, tmp_path / "r.parquet")
+    assert results.read_results(tmp_path / "r.parquet") == first
+    # a file written before fingerprints were recorded still reads; its runs are not taken for this model
+    pq.write_table(pq.read_table(tmp_path / "r.parquet").drop_columns(["model_fingerprint"]), tmp_path / "old.parquet")
+    assert results.read_results(tmp_path / "old.parquet") == [{**r, "model_fingerprint": None} for r in first]
+    with pytest.raises(HadError, match=r"model fingerprint not recorded"):
+        sweep.run_sweep(cfg, tmp_path / "old.parquet")
+
+
 def test_unknown_task_is_refused_before_any_run(tiny_esm, gue_root, tmp_path):
     with pytest.raises(HadError, match=r"eval.tasks: no task \['grp/zz'\] .*tasks found: grp/a, grp/b"):
         sweep.run_sweep(_cfg(tiny_esm, gue_root, tmp_path, tasks=["grp/a", "grp/zz"]), tmp_path / "r.parquet")
