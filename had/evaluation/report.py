@@ -39,17 +39,39 @@ class SummaryRow:
 
 
 def summarize(rows: list[dict]) -> list[SummaryRow]:
-    """Our rows (`results.parquet` dicts) -> one SummaryRow per (model, benchmark, task)."""
+    """Our rows (`results.parquet` dicts) -> one SummaryRow per (model, benchmark, task).
+
+    A model is its (eval folder, path, fingerprint): rows may carry the folder they were read from
+    as "source" (`had eval --compare`). Each model gets its own display name (`labels`).
+    """
     runs: dict[tuple, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        runs[(r["model"], benchmark_name(r["benchmark"], r["nt_version"]), r["task"])][r["lr"]].append(r)
+        model = (r.get("source") or "", r["model"], r.get("model_fingerprint") or "")
+        runs[(model, benchmark_name(r["benchmark"], r["nt_version"]), r["task"])][r["lr"]].append(r)
+    names = labels(list(dict.fromkeys(model for model, _, _ in runs)))
     out = []
     for (model, benchmark, task), by_lr in sorted(runs.items()):
         lr = max(sorted(by_lr), key=lambda x: np.mean([r["val_metric"] for r in by_lr[x]]))
         test = np.array([r["test_metric"] for r in by_lr[lr]])
-        out.append(SummaryRow(model_label(model), benchmark, task, by_lr[lr][0]["metric"], float(test.mean()),
+        out.append(SummaryRow(names[model], benchmark, task, by_lr[lr][0]["metric"], float(test.mean()),
                               float(test.max() - test.min()), len(test), lr))
     return out
+
+
+def labels(models: list[tuple[str, str, str]]) -> dict[tuple, str]:
+    """Distinct display names for (eval folder, model path, fingerprint) triples: `model_label`, and
+    where two share it (two `.../full/model`), that name plus the first of the eval folder's name, the
+    folder, the model path or the fingerprint that tells them apart (all three, if none alone does)."""
+    names = {m: model_label(m[1]) for m in models}
+    tags = (lambda m: Path(m[0]).name, lambda m: m[0], lambda m: m[1], lambda m: m[2][:12],
+            lambda m: f"{m[0]}, {m[1]}, {m[2][:12]}")
+    for name in set(names.values()):
+        clash = [m for m in models if names[m] == name]
+        if len(clash) == 1:
+            continue
+        tag = next(t for t in tags if len({t(m) for m in clash}) == len(clash) and all(t(m) for m in clash))
+        names.update({m: f"{name} ({tag(m)})" for m in clash})
+    return names
 
 
 def published(benchmarks: set[str], path: Path = PUBLISHED_CSV) -> list[SummaryRow]:

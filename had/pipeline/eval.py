@@ -25,8 +25,7 @@ RESULTS = "results.parquet"
 
 def run(cfg: RunConfig) -> list[SummaryRow]:
     """Run (or finish) the sweep of cfg.eval and write the report; returns this model's summary."""
-    out = Path(cfg.eval.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_dir(cfg.eval.out)
     cfg.save(out / "config.yaml")
     rows = run_sweep(cfg.eval, out / RESULTS)
     summary = summarize(rows)
@@ -43,9 +42,20 @@ def compare(dirs: list[str], out: str) -> list[SummaryRow]:
         path = Path(d) / RESULTS
         if not path.is_file():
             raise HadError(f"--compare {d}: no {RESULTS} there (is it a `had eval` output folder?)")
-        rows += read_results(path)
+        rows += [{**r, "source": d} for r in read_results(path)]  # two folders may hold two `.../full/model`
     summary = summarize(rows)
-    report = write_report(summary, out)
+    report = write_report(summary, _out_dir(out))
     print(markdown(summary))
     print(f"summary: {report} and {Path(out) / 'summary.png'}")
     return summary
+
+
+def _out_dir(out: str) -> Path:
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise HadError(f"eval.out (--out) {out} is an existing file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HadError(f"eval.out (--out) {out}: cannot create it ({e.strerror})") from None
+    return path

@@ -48,6 +48,36 @@ def test_model_labels(tmp_path):
     assert report.model_label("InstaDeepAI/nt-v2") == "InstaDeepAI/nt-v2"
 
 
+def test_models_sharing_a_label_keep_their_own_columns(tmp_path):
+    """Two `.../full/model` (or one model before and after a retrain) never merge into one column."""
+    for d in ("a", "b"):
+        (tmp_path / d / "full" / "model").mkdir(parents=True)
+    a, b = str(tmp_path / "a" / "full" / "model"), str(tmp_path / "b" / "full" / "model")
+
+    def rows(model, fingerprint, source, test):
+        return [{**_row(model, "H3", 1e-3, s, 0.5, test + 0.01 * s), "model_fingerprint": fingerprint,
+                 "source": source} for s in (0, 1)]
+
+    cases = [  # (rows of two models, the labels they must get)
+        (rows(a, "f1", "ev/gue", 0.38) + rows(b, "f2", "ev/gue-other", 0.55), ["full (gue)", "full (gue-other)"]),
+        (rows(a, "f1", "ev/gue", 0.38) + rows(a, "f2", "ev/gue-re", 0.05), ["full (gue)", "full (gue-re)"]),
+        (rows(a, "f1", "x/gue", 0.38) + rows(b, "f2", "y/gue", 0.55), ["full (x/gue)", "full (y/gue)"]),
+        (rows(a, "f1", None, 0.38) + rows(b, "f2", None, 0.55), [f"full ({a})", f"full ({b})"]),
+    ]
+    for both, names in cases:
+        for ordered in (both, both[2:] + both[:2]):  # either order
+            summary = report.summarize(ordered)
+            got = {s.model: s.mean for s in summary}
+            assert sorted(got) == names
+            first, second = both[:2], both[2:]
+            assert [got[n] for n in names] == pytest.approx(
+                [sum(r["test_metric"] for r in part) / 2 for part in (first, second)])
+            header = next(line for line in report.markdown(summary).splitlines() if line.startswith("| task"))
+            assert all(f"| {n} |" in header for n in names)
+    (s,) = report.summarize(rows(a, "f1", "ev/gue", 0.38))
+    assert s.model == "full"  # a label nothing collides with stays short
+
+
 def test_gb_average_shows_the_published_had_number(tmp_path):
     summary = report.summarize([_row("had", "human_enhancers_cohn", 1e-3, 0, 0.7, 0.7, "gb", None, "accuracy")])
     text = report.markdown(summary)

@@ -76,6 +76,27 @@ def test_eval_student_and_teacher_then_compare(models, tmp_path, capsys):
     assert (tmp_path / "cmp" / "summary.md").read_text().count("| H3 |") == 1
 
 
+def test_compare_keeps_two_models_with_the_same_label(tmp_path):
+    from had.student import HadConfig
+    from had.student.modeling_had import HadForPretraining
+
+    data = _nt_task(tmp_path / "nt", "H3", seed=0)
+    own = {}
+    for seed, name in enumerate(("a", "b")):
+        torch.manual_seed(seed)
+        model = tmp_path / name / "full" / "model"  # both labelled "full"
+        HadForPretraining(HadConfig(d_model=16, n_gdn_layers=1, n_heads=2, head_dim=8, mlp_hidden=32, attn_heads=2,
+                                    teacher_dim=16, gdn_impl="naive")).save_pretrained(model)
+        (summary,) = pipeline.run(_cfg(model, data, tmp_path / f"eval-{name}"))
+        own[f"full (eval-{name})"] = summary.mean
+    assert own["full (eval-a)"] != own["full (eval-b)"]
+    for dirs in (["eval-a", "eval-b"], ["eval-b", "eval-a"]):
+        both = pipeline.compare([str(tmp_path / d) for d in dirs], str(tmp_path / "cmp"))
+        assert {r.model: r.mean for r in both} == own
+        header = (tmp_path / "cmp" / "summary.md").read_text().split("| task | metric | ")[1].split("\n")[0]
+        assert "full (eval-a)" in header and "full (eval-b)" in header
+
+
 def test_eval_errors_are_clear(models, tmp_path):
     student, _ = models
     cfg = _cfg("", tmp_path, tmp_path / "o")
@@ -86,3 +107,6 @@ def test_eval_errors_are_clear(models, tmp_path):
             pipeline.run(_cfg(student, root, tmp_path / "o"))
     with pytest.raises(HadError, match="--compare .*no results.parquet"):
         pipeline.compare([str(tmp_path)], str(tmp_path / "cmp"))
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(HadError, match="afile is an existing file"):
+        pipeline.run(_cfg(student, tmp_path, tmp_path / "afile"))
