@@ -191,7 +191,8 @@ def test_resume_refuses_another_run_before_touching_it(tmp_path):
         (_cfg(tmp_path, steps=2, resume=True, seed=5), cache, r"train.seed 0 \(now 5\)"),
         (_cfg(tmp_path, steps=2, resume=True, batch_size=16, micro_batch_size=8), cache,
          r"train.batch_size 8 \(now 16\); train.micro_batch_size 4 \(now 8\)"),
-        (_cfg(tmp_path, steps=2, resume=True), FakeCache(n_items=16, window=WINDOW), r"another cache \(its n_items differ\)"),
+        (_cfg(tmp_path, steps=2, resume=True), FakeCache(n_items=16, window=WINDOW),
+         r"another cache \(its n_items differ\)"),
     ]:
         with pytest.raises(HadError, match=named):
             train.run(cfg, cache_)
@@ -272,7 +273,8 @@ class SignalledCache(FakeCache):
             os.kill(os.getpid() if {workers} == 0 else -os.getpgid(0), signal.{sig})
         return super().__getitem__(i)
 
-train.run(_cfg({out!r}, steps=6, checkpoint_every=100, num_workers={workers}), SignalledCache(n_items=20, window=WINDOW))
+train.run(_cfg({out!r}, steps=6, checkpoint_every=100, num_workers={workers}),
+          SignalledCache(n_items=20, window=WINDOW))
 """
 
 
