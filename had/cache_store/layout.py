@@ -161,5 +161,5 @@ def decode_chunk(data: bytes, spec: ArraySpec, checksummed: bool, where: str) ->
     try:
         raw = numcodecs.Zstd().decode(data)
         return np.frombuffer(raw, dtype=np.dtype(spec.dtype).newbyteorder("<")).reshape(spec.chunk_shape)
-    except (RuntimeError, ValueError) as e:  # only reachable without a checksum (format 1)
+    except (RuntimeError, ValueError) as e:  # a damaged format-1 chunk (no crc32c) ends up here
         raise HadError(f"{where}: undecodable chunk ({e}); the cache is damaged") from None
