@@ -33,6 +33,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -122,11 +123,16 @@ def run(cfg: RunConfig, dry_run: bool = False) -> dict:
     done = plan.layout.n_shards - len(jobs)
     if done:
         print(f"resuming: {done} of {plan.layout.n_shards} shards already committed")
-    if jobs:
-        if cfg.cache.scheduler or cfg.cache.workers > 1 or (cfg.cache.workers == 0 and _gpu_count() > 1):
+    try:
+        if jobs and (cfg.cache.scheduler or cfg.cache.workers > 1 or (cfg.cache.workers == 0 and _gpu_count() > 1)):
             _run_dask(cfg, plan, jobs)
-        else:
+        elif jobs:
             _run_local(jobs)
+    except KeyboardInterrupt:
+        done = sum(read_commit(storage, s) is not None for s in range(plan.layout.n_shards))
+        print(f"interrupted: {done} of {plan.layout.n_shards} shards committed in {cfg.cache.path}; "
+              "re-run the same command to resume", file=sys.stderr)
+        raise
     records = [read_commit(storage, s) for s in range(plan.layout.n_shards)]
     missing = [s for s, r in enumerate(records) if r is None]
     if missing:
@@ -429,7 +435,9 @@ class _Progress:
     def __init__(self, total_items: int):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total_items, unit="window", desc="cache-teacher", mininterval=1.0)
+        # Into a log file (not a terminal) every update is a line: one a minute, not one a second.
+        self.bar = tqdm(total=total_items, unit="window", desc="cache-teacher",
+                        mininterval=1.0 if sys.stderr.isatty() else 60.0)
         self.t0, self.tokens = time.perf_counter(), 0
 
     def update(self, record: dict) -> None:

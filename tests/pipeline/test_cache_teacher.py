@@ -237,6 +237,22 @@ def test_full_disk_keeps_committed_shards_and_resume_completes(genome, teacher_d
     assert _files(out) == _files(reference)
 
 
+def test_interrupt_says_how_far_the_run_got(genome, teacher_dir, reference, tmp_path, monkeypatch, capsys):
+    real_put, written = Storage.put, []
+
+    def interrupted_put(self, key, data):
+        if key.startswith("_commit/") and len(written) == 3:
+            raise KeyboardInterrupt  # Ctrl-C while the fourth shard commits
+        written.append(key) if key.startswith("_commit/") else None
+        return real_put(self, key, data)
+
+    monkeypatch.setattr(Storage, "put", interrupted_put)
+    with pytest.raises(KeyboardInterrupt):
+        cache_teacher.run(make_cfg(genome, teacher_dir, tmp_path / "cache"))
+    n_shards = len(CacheReader(str(reference)).manifest["shards"])
+    assert f"interrupted: 3 of {n_shards} shards committed" in capsys.readouterr().err
+
+
 def test_dry_run_plans_without_writing(genome, teacher_dir, reference, tmp_path, capsys):
     out = tmp_path / "cache"
     plan = cache_teacher.run(make_cfg(genome, teacher_dir, out), dry_run=True)
