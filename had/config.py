@@ -3,6 +3,8 @@
 A preset (`had/configs/<name>.yaml`) or any YAML file holds the sections below;
 every command reads the sections it needs. Unknown keys are an error naming the
 section and the key: a key in the wrong section must never be silently ignored.
+Every value is checked against its field's type (a YAML file's, a CLI option's or a
+`--set` value alike), then against the rules of `RULES`, before any command starts work.
 
     cfg = load_config("tiny", overrides={"train.steps": 20})
     cfg.train.steps  # 20
@@ -12,24 +14,30 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
+import re
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from had.data.benchmarks import BENCHMARKS, NT_VERSIONS
 from had.errors import HadError
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
 
 class ConfigError(HadError):
-    """A configuration problem: unknown preset, section or key, unreadable YAML."""
+    """A configuration problem: unknown preset, section or key, unreadable YAML, a bad value."""
 
 
 @dataclass
 class GenomeConfig:
-    fasta: str = ""  # FASTA or FASTA.gz (a .fai beside it enables random access)
+    fasta: str = ""  # FASTA or FASTA.gz (a .fai beside a plain FASTA enables random access)
     bed: str | None = None  # optional BED of intervals to cut windows from
     split: str | None = None  # keep only BED rows whose split column equals this
     window: int = 1024  # window length in nucleotides
@@ -133,15 +141,103 @@ class RunConfig:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(yaml.safe_dump(_plain(self.to_dict()), sort_keys=False))
 
+    def validate(self) -> None:
+        """Check every value against `RULES` and the rules that tie two values together."""
+        for dotted, (ok, rule) in RULES.items():
+            section, key = dotted.split(".")
+            value = getattr(getattr(self, section), key)
+            items = value if isinstance(value, (list, tuple)) else [value]
+            if any(v is not None and not ok(v) for v in items):
+                raise ConfigError(f"{dotted}={_show(value)}: {rule}")
+        tc = self.train  # that micro-batches x ranks divide the batch is train's check: it knows the ranks
+        if tc.micro_batch_size > tc.batch_size:
+            raise ConfigError(f"train.micro_batch_size={tc.micro_batch_size}: must be <= train.batch_size={tc.batch_size}")
+        if not self.eval.lrs:
+            raise ConfigError("eval.lrs=[]: give at least one learning rate")
+
+
+Rule = tuple[Callable[[Any], bool], str]  # (test of one value, what a valid value is)
+
+
+def _at_least(low: int, note: str = "") -> Rule:
+    return (lambda v: v >= low), f"must be >= {low}{note}"
+
+
+def _positive() -> Rule:
+    return (lambda v: v > 0), "must be > 0"
+
+
+def _fraction(low_open: bool = False, high_open: bool = False) -> Rule:
+    text = f"must lie in {'(' if low_open else '['}0, 1{')' if high_open else ']'}"
+    return (lambda v: (0 < v if low_open else 0 <= v) and (v < 1 if high_open else v <= 1)), text
+
+
+def _one_of(*choices: str) -> Rule:
+    return (lambda v: v in choices), f"must be one of {', '.join(choices)}"
+
+
+def _device(*fixed: str) -> Rule:
+    return (lambda v: v in fixed or re.fullmatch(r"cuda:\d+", v) is not None), f"must be {', '.join(fixed)} or cuda:<index>"
+
+
+# Value rules of every section (student: HadConfig's own checks, see `check_student`). A list or
+# tuple value is checked item by item; None (an Optional left unset) always passes.
+RULES: dict[str, Rule] = {
+    "genome.window": _at_least(6, " nt (one 6-mer teacher token)"),
+    "genome.stride": _at_least(1),
+    "genome.max_n_fraction": _fraction(),
+    "teacher.dtype": _one_of("auto", "fp32", "bf16", "fp16"),
+    "teacher.layer": _at_least(-1, " (-1 = the last layer)"),
+    "teacher.max_tokens_per_batch": _at_least(1),
+    "teacher.device": _device("auto", "cpu", "cuda"),
+    "mask.ratio": _fraction(low_open=True),
+    "mask.views": _at_least(1),
+    "mask.teacher_input": _one_of("masked", "full"),
+    "mask.seed": _at_least(0),
+    "cache.shard_windows": _at_least(1),
+    "cache.feature_dtype": _one_of("fp16", "bf16", "int8"),
+    "cache.workers": _at_least(0),
+    "train.steps": _at_least(1),
+    "train.batch_size": _at_least(1),
+    "train.micro_batch_size": _at_least(1),
+    "train.lr": _positive(),
+    "train.weight_decay": _at_least(0),
+    "train.betas": _fraction(high_open=True),
+    "train.warmup_fraction": _fraction(),
+    "train.grad_clip": _positive(),
+    "train.precision": _one_of("auto", "fp32", "bf16"),
+    "train.num_workers": _at_least(0),
+    "train.log_every": _at_least(1),
+    "train.checkpoint_every": _at_least(1),
+    "train.keep_checkpoints": _at_least(1),
+    "train.seed": _at_least(0),
+    "train.device": _one_of("auto", "cpu", "cuda"),
+    "eval.benchmark": _one_of(*BENCHMARKS),
+    "eval.nt_version": _one_of(*NT_VERSIONS),
+    "eval.lrs": _positive(),
+    "eval.seeds": _at_least(1),
+    "eval.epochs": _at_least(1, " (null for the benchmark's default)"),
+    "eval.batch_size": _at_least(1),
+    "eval.max_length": _at_least(1, " nt (null for no cut)"),
+    "eval.val_fraction": _fraction(low_open=True, high_open=True),
+    "eval.warmup_fraction": _fraction(),
+    "eval.weight_decay": _at_least(0),
+    "eval.workers": _at_least(0),
+    "eval.max_train_samples": _at_least(1, " (null for all rows)"),
+    "eval.device": _device("auto", "cpu", "cuda"),
+}
+
 
 def presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def load_config(name_or_path: str | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Build a RunConfig from a preset name or YAML path, then apply dotted overrides.
+def load_config(name_or_path: str | None = None, overrides: dict[str, Any] | None = None,
+                sets: dict[str, Any] | None = None) -> RunConfig:
+    """Build a RunConfig from a preset name or YAML path, apply dotted overrides, then validate it.
 
     Overrides whose value is None are skipped, so CLI options left unset keep the preset's value.
+    `sets` (`--set key=value`) are applied after them, None included: `--set eval.epochs=null`.
     """
     raw: dict[str, Any] = {}
     if name_or_path:
@@ -150,6 +246,9 @@ def load_config(name_or_path: str | None = None, overrides: dict[str, Any] | Non
     for key, value in (overrides or {}).items():
         if value is not None:
             set_value(cfg, key, value)
+    for key, value in (sets or {}).items():
+        set_value(cfg, key, value)
+    cfg.validate()
     return cfg
 
 
@@ -162,12 +261,13 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
         if name == "student":
             kwargs[name] = dict(body or {})
             continue
-        kwargs[name] = _build_section(sections[name].default_factory, body or {}, f"{source}: {name}")
+        kwargs[name] = _build_section(sections[name].default_factory, body or {}, source, name)
     return RunConfig(**kwargs)
 
 
 def set_value(cfg: RunConfig, dotted: str, value: Any) -> None:
-    """Set `section.key` on cfg, type-checked against the section's dataclass."""
+    """Set `section.key` on cfg, coerced to the field's type (`_checked`); student keys go through
+    unchecked here (`check_student`). Value rules are checked once all values are set (`validate`)."""
     section, _, key = dotted.partition(".")
     if not key or not hasattr(cfg, section):
         raise ConfigError(f"override '{dotted}': expected <section>.<key>")
@@ -175,10 +275,24 @@ def set_value(cfg: RunConfig, dotted: str, value: Any) -> None:
     if section == "student":
         target[key] = value
         return
-    names = {f.name for f in dataclasses.fields(target)}
-    if key not in names:
-        raise ConfigError(f"unknown key '{key}' in section '{section}'{_suggest(key, names)}")
-    setattr(target, key, value)
+    hints = typing.get_type_hints(type(target))  # resolves the string annotations
+    if key not in hints:
+        raise ConfigError(f"unknown key '{key}' in section '{section}'{_suggest(key, hints)}")
+    setattr(target, key, _checked(value, hints[key], dotted))
+
+
+def check_student(cfg: RunConfig) -> None:
+    """Coerce the `student:` values to HadConfig's argument types and run its checks.
+
+    Imports the student (torch): call it where the student will be built anyway, before the work starts.
+    """
+    from had.student.configuration_had import HadConfig
+
+    hints = typing.get_type_hints(HadConfig.__init__)
+    for key, value in cfg.student.items():
+        if key in hints:
+            cfg.student[key] = _checked(value, hints[key], f"student.{key}")
+    HadConfig.from_kwargs(dict(cfg.student))
 
 
 def config_hash(obj: Any) -> str:
@@ -191,18 +305,66 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _build_section(factory, body: dict[str, Any], where: str):
+def _build_section(factory, body: dict[str, Any], source: str, name: str):
     if not isinstance(body, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(body).__name__}")
+        raise ConfigError(f"{source}: {name}: expected a mapping, got {type(body).__name__}")
     section = factory()
-    names = {f.name for f in dataclasses.fields(section)}
+    hints = typing.get_type_hints(factory)
     for key, value in body.items():
-        if key not in names:
-            raise ConfigError(f"{where}: unknown key '{key}'{_suggest(key, names)}")
-        if isinstance(getattr(section, key), tuple) and isinstance(value, list):
-            value = tuple(value)
-        setattr(section, key, value)
+        if key not in hints:
+            raise ConfigError(f"{source}: {name}: unknown key '{key}'{_suggest(key, hints)}")
+        setattr(section, key, _checked(value, hints[key], f"{source}: {name}.{key}"))
     return section
+
+
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _checked(value: Any, hint: Any, name: str) -> Any:
+    """`value` as the field type `hint` (int, float, bool, str, list[T], tuple[T, ...], T | None).
+
+    Conversions are the lossless ones only: an int where a float goes, an int where a string goes
+    (contig `1`), a number in a string where a float goes (YAML 1.1 reads `8e-3` as a string), and
+    a single value where a list goes (`--set genome.contigs=chr2`). Anything else is a ConfigError
+    naming `name`: `256.0` is no window length, `maybe` is no boolean.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        inner = next(a for a in args if a is not type(None))
+        return None if value is None else _checked(value, inner, name)
+    if origin is list:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return [_checked(v, args[0], name) for v in items]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{name}: expected a list of {len(args)} values, got {_show(value)}")
+        return tuple(_checked(v, a, name) for v, a in zip(value, args))
+    scalar = _scalar(value, hint)
+    if scalar is None:
+        raise ConfigError(f"{name}: expected {_KINDS[hint]}, got {_show(value)}")
+    return scalar
+
+
+def _scalar(value: Any, hint: type) -> Any:
+    """`value` as the scalar type `hint`, or None where it is none."""
+    if isinstance(value, bool) or hint is bool:  # bool is an int subclass, but true is no number
+        return value if isinstance(value, bool) and hint is bool else None
+    if hint is int:
+        return value if isinstance(value, int) else None
+    if hint is float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return None
+        return number if math.isfinite(number) else None
+    return str(value) if isinstance(value, (str, int)) else None
+
+
+def _show(value: Any) -> str:
+    """A value as the user wrote it in YAML (null, true, [0.9, 0.95]), strings quoted."""
+    if isinstance(value, str):
+        return repr(value)
+    return json.dumps(_plain(value), default=str)
 
 
 def _resolve(name_or_path: str) -> Path:
@@ -220,8 +382,13 @@ def _resolve(name_or_path: str) -> Path:
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the config: {e}") from None
+    except yaml.MarkedYAMLError as e:  # one line, not yaml's caret diagram
+        mark = e.problem_mark or e.context_mark
+        raise ConfigError(f"{path}:{mark.line + 1}:{mark.column + 1}: not valid YAML: {e.problem or e.context}") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
