@@ -15,7 +15,7 @@ import typer
 import yaml
 
 from had import __version__
-from had.config import RunConfig, load_config, presets
+from had.config import RunConfig, check_student, load_config, presets
 from had.errors import HadError
 
 app = typer.Typer(
@@ -27,7 +27,36 @@ app = typer.Typer(
 )
 
 CONFIG_HELP = "Preset name ({}) or path to a YAML config.".format(", ".join(presets()) or "none found")
-SET_HELP = "Override any config key, e.g. --set train.lr=0.004 (repeatable; value parsed as YAML)."
+SET_HELP = "Override any config key, e.g. --set train.lr=0.004 (repeatable; value parsed as YAML, null unsets)."
+# Help texts are rich markup, where a bare "[chr1,chr2]" would be taken for a style tag: escape it.
+GENOME_SET_HELP = (" Genome filters: --set genome.contigs=\\[chr1,chr2] (only these contigs), "
+                   "--set genome.exclude_contigs=\\[chrM] (all but these), --set genome.max_n_fraction=0.1 "
+                   "(skip windows with a larger fraction of N).")
+HELP_PRESETS = ("had-1.1m", "tiny")  # the presets whose values `--help` quotes
+
+
+def _default(dotted: str, unset: str = "none") -> str:
+    """Help suffix for an option whose default comes from --config: its value in HELP_PRESETS."""
+    section, key = dotted.split(".")
+    values = [_word(getattr(getattr(_preset(name), section), key), unset) for name in HELP_PRESETS]
+    if len(set(values)) == 1:
+        return f" (default: from --config; {values[0]} in {' and '.join(HELP_PRESETS)})"
+    return f" (default: from --config; {', '.join(f'{n}: {v}' for n, v in zip(HELP_PRESETS, values))})"
+
+
+@functools.cache
+def _preset(name: str) -> RunConfig:
+    return load_config(name)
+
+
+def _word(value: Any, unset: str) -> str:
+    if value is None or value == "":
+        return unset
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return " ".join(map(str, value)) or unset
+    return str(value)
 
 
 def _user_errors(fn: Callable) -> Callable:
@@ -45,7 +74,7 @@ def _user_errors(fn: Callable) -> Callable:
 
 
 def _config(config: str | None, options: dict[str, Any], sets: list[str] | None) -> RunConfig:
-    return load_config(config, {**options, **_parse_sets(sets)})
+    return load_config(config, options, _parse_sets(sets))
 
 
 def _parse_sets(sets: list[str] | None) -> dict[str, Any]:
@@ -55,7 +84,10 @@ def _parse_sets(sets: list[str] | None) -> dict[str, Any]:
         key, eq, value = item.partition("=")
         if not eq:
             raise HadError(f"--set {item!r}: expected section.key=value")
-        overrides[key.strip()] = yaml.safe_load(value)
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise HadError(f"--set {item!r}: the value is not valid YAML ({getattr(e, 'problem', None) or e})") from None
     return overrides
 
 
@@ -93,36 +125,56 @@ def main(
 @_user_errors
 def cache_teacher(
     config: str = typer.Option("had-1.1m", "--config", "-c", help=CONFIG_HELP),
-    fasta: Optional[str] = typer.Option(None, help="Genome FASTA or FASTA.gz (a .fai beside it enables random access)."),
+    fasta: Optional[str] = typer.Option(
+        None, help="Genome FASTA or FASTA.gz (required, no default). A .fai beside a plain FASTA enables random "
+        "access; a .fa.gz is read whole into memory by every worker (its .fai is ignored; bgzip .gzi is not "
+        "supported), so decompress large genomes first.",
+    ),
     bed: Optional[str] = typer.Option(None, help="BED file of intervals to cut windows from (default: whole contigs)."),
-    split: Optional[str] = typer.Option(None, help="Keep only BED rows whose split column equals this (e.g. train)."),
-    window: Optional[int] = typer.Option(None, help="Window length in nucleotides."),
+    split: Optional[str] = typer.Option(None, help="Keep only BED rows whose split column equals this, e.g. train (default: all rows)."),
+    window: Optional[int] = typer.Option(None, help="Window length in nucleotides." + _default("genome.window")),
     stride: Optional[int] = typer.Option(None, help="Step between window starts (default: the window length)."),
-    teacher: Optional[str] = typer.Option(None, help="Teacher: HF hub id or local directory."),
+    teacher: Optional[str] = typer.Option(None, help="Teacher: HF hub id or local directory." + _default("teacher.model")),
     trust_remote_code: Optional[bool] = typer.Option(
         None, "--trust-remote-code/--no-trust-remote-code",
-        help="Allow the teacher's own modeling code (real NTv2 checkpoints need it).",
+        help="Allow the teacher's own modeling code (real NTv2 checkpoints need it)." + _default("teacher.trust_remote_code"),
     ),
-    layer: Optional[int] = typer.Option(None, help="Teacher hidden-state index to cache (-1 = last, after the final norm)."),
-    dtype: Optional[str] = typer.Option(None, help="Teacher compute dtype: auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16."),
-    max_tokens_per_batch: Optional[int] = typer.Option(None, help="Teacher tokens per forward batch, padding included."),
-    mask_ratio: Optional[float] = typer.Option(None, help="Fraction of 6-mer teacher tokens masked per view."),
-    views: Optional[int] = typer.Option(None, help="Independent mask draws (views) per window."),
-    rc: Optional[bool] = typer.Option(None, "--rc/--no-rc", help="Also cache reverse-complement views."),
-    teacher_input: Optional[str] = typer.Option(None, help="What the teacher sees at masked tokens: masked (mask token) or full."),
-    seed: Optional[int] = typer.Option(None, help="Masking seed (masks depend only on seed, window and view)."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Cache directory or fsspec URL (s3://, gs://)."),
-    shard_windows: Optional[int] = typer.Option(None, help="Window-views per shard (one shard = one task = one write)."),
-    feature_dtype: Optional[str] = typer.Option(None, help="Stored feature dtype: fp16, bf16 or int8 (per-token scale)."),
-    workers: Optional[int] = typer.Option(None, help="Local Dask workers (0 = one per visible GPU, or 1 on CPU)."),
-    scheduler: Optional[str] = typer.Option(None, help="Address of an existing Dask scheduler (e.g. tcp://host:8786)."),
-    overwrite: Optional[bool] = typer.Option(None, "--overwrite/--no-overwrite", help="Replace a cache written with a different config."),
+    layer: Optional[int] = typer.Option(
+        None, help="Teacher hidden-state index to cache (-1 = last, after the final norm)." + _default("teacher.layer")),
+    dtype: Optional[str] = typer.Option(
+        None, help="Teacher compute dtype: auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16." + _default("teacher.dtype")),
+    max_tokens_per_batch: Optional[int] = typer.Option(
+        None, help="Teacher tokens per forward batch, padding included." + _default("teacher.max_tokens_per_batch")),
+    mask_ratio: Optional[float] = typer.Option(
+        None, help="Fraction of 6-mer teacher tokens masked per view, in (0, 1]." + _default("mask.ratio")),
+    views: Optional[int] = typer.Option(None, help="Independent mask draws (views) per window." + _default("mask.views")),
+    rc: Optional[bool] = typer.Option(
+        None, "--rc/--no-rc", help="Also cache reverse-complement views." + _default("mask.reverse_complement")),
+    teacher_input: Optional[str] = typer.Option(
+        None, help="What the teacher sees at masked tokens: masked (mask token) or full." + _default("mask.teacher_input")),
+    seed: Optional[int] = typer.Option(
+        None, help="Masking seed (masks depend only on seed, window and view)." + _default("mask.seed")),
+    out: Optional[str] = typer.Option(
+        None, "--out", "-o", help="Cache directory or fsspec URL (s3://, gs://)." + _default("cache.path")),
+    shard_windows: Optional[int] = typer.Option(
+        None, help="Window-views per shard (one shard = one task = one write)." + _default("cache.shard_windows")),
+    feature_dtype: Optional[str] = typer.Option(
+        None, help="Stored feature dtype: fp16, bf16 or int8 (per-token scale)." + _default("cache.feature_dtype")),
+    workers: Optional[int] = typer.Option(
+        None, help="Local Dask workers (0 = one per visible GPU, or 1 on CPU)." + _default("cache.workers")),
+    scheduler: Optional[str] = typer.Option(
+        None, help="Address of an existing Dask scheduler, e.g. tcp://host:8786 (default: none, a local cluster)."),
+    overwrite: Optional[bool] = typer.Option(
+        None, "--overwrite/--no-overwrite",
+        help="Replace a cache written with a different config." + _default("cache.overwrite")),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (windows, tokens, bytes, GPU-hours) and exit."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP + GENOME_SET_HELP),
 ) -> None:
     """Run the frozen teacher once over a genome and write its features into a sharded Zarr cache.
 
-    Resumable: re-running the same command skips finished shards.
+    Resumable: re-running the same command skips finished shards. Options left out take the
+    --config preset's value (default preset had-1.1m: 1024-nt windows, NTv2-500M teacher).
+    Contig and N filters are --set keys: genome.contigs, genome.exclude_contigs, genome.max_n_fraction.
     Example: had cache-teacher --fasta hg38.fa.gz --teacher InstaDeepAI/nucleotide-transformer-v2-500m-multi-species
     --trust-remote-code --out /data/hg38-cache
     """
@@ -146,7 +198,7 @@ def cache_info(
     path: str = typer.Argument(..., help="Cache directory or fsspec URL."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Re-check every shard's checksum."),
 ) -> None:
-    """Print a cache's manifest summary and verify its shards."""
+    """Print a cache's manifest summary and verify its shards (exit status 1 when any shard fails)."""
     from had.pipeline import cache_teacher as pipeline
 
     pipeline.info(path, verify=verify)
@@ -156,27 +208,37 @@ def cache_info(
 @_user_errors
 def train(
     config: str = typer.Option("had-1.1m", "--config", "-c", help=CONFIG_HELP),
-    cache: Optional[str] = typer.Option(None, help="Teacher cache written by `had cache-teacher`."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Run directory (checkpoints, metrics.jsonl, model/)."),
-    steps: Optional[int] = typer.Option(None, help="Optimizer steps."),
-    batch_size: Optional[int] = typer.Option(None, help="Global batch in window-views (accumulation fills it)."),
-    micro_batch_size: Optional[int] = typer.Option(None, help="Window-views per device per forward pass."),
-    lr: Optional[float] = typer.Option(None, help="Peak AdamW learning rate (cosine schedule with warmup)."),
-    num_workers: Optional[int] = typer.Option(None, help="DataLoader worker processes."),
-    precision: Optional[str] = typer.Option(None, help="auto (bf16 autocast on GPU, fp32 on CPU), fp32 or bf16."),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the student (GDN ops stay eager)."),
-    resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", help="Continue exactly from the last checkpoint in --out."),
-    checkpoint_every: Optional[int] = typer.Option(None, help="Save a checkpoint every N steps."),
-    log_every: Optional[int] = typer.Option(None, help="Log a metrics line every N steps."),
-    tensorboard: Optional[bool] = typer.Option(None, "--tensorboard/--no-tensorboard", help="Also write TensorBoard logs."),
-    seed: Optional[int] = typer.Option(None, help="Seed for initialisation and data order."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    cache: Optional[str] = typer.Option(None, help="Teacher cache written by `had cache-teacher`." + _default("cache.path")),
+    out: Optional[str] = typer.Option(
+        None, "--out", "-o", help="Run directory (checkpoints, metrics.jsonl, model/)." + _default("train.out")),
+    steps: Optional[int] = typer.Option(None, help="Optimizer steps." + _default("train.steps")),
+    batch_size: Optional[int] = typer.Option(
+        None, help="Global batch in window-views (accumulation fills it)." + _default("train.batch_size")),
+    micro_batch_size: Optional[int] = typer.Option(
+        None, help="Window-views per device per forward pass." + _default("train.micro_batch_size")),
+    lr: Optional[float] = typer.Option(
+        None, help="Peak AdamW learning rate (cosine schedule with warmup)." + _default("train.lr")),
+    num_workers: Optional[int] = typer.Option(None, help="DataLoader worker processes." + _default("train.num_workers")),
+    precision: Optional[str] = typer.Option(
+        None, help="auto (bf16 autocast on GPU, fp32 on CPU), fp32 or bf16." + _default("train.precision")),
+    compile: Optional[bool] = typer.Option(
+        None, "--compile/--no-compile", help="torch.compile the student (GDN ops stay eager)." + _default("train.compile")),
+    resume: Optional[bool] = typer.Option(
+        None, "--resume/--no-resume", help="Continue exactly from the last checkpoint in --out (default: off)."),
+    checkpoint_every: Optional[int] = typer.Option(
+        None, help="Save a checkpoint every N steps." + _default("train.checkpoint_every")),
+    log_every: Optional[int] = typer.Option(None, help="Log a metrics line every N steps." + _default("train.log_every")),
+    tensorboard: Optional[bool] = typer.Option(
+        None, "--tensorboard/--no-tensorboard", help="Also write TensorBoard logs." + _default("train.tensorboard")),
+    seed: Optional[int] = typer.Option(None, help="Seed for initialisation and data order." + _default("train.seed")),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda." + _default("train.device")),
     set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP + " Student keys: --set student.d_model=96."),
 ) -> None:
     """Train the HAD student on a teacher cache (the teacher is never loaded).
 
     One GPU: had train --config had-1.1m --cache /data/hg38-cache --out runs/had.
     Several: torchrun --nproc_per_node=8 -m had train --config had-1.1m --cache ... --out ...
+    Options left out take the --config preset's value.
     """
     cfg = _config(config, {
         "cache.path": cache, "train.out": out, "train.steps": steps, "train.batch_size": batch_size,
@@ -185,6 +247,7 @@ def train(
         "train.checkpoint_every": checkpoint_every, "train.log_every": log_every,
         "train.tensorboard": tensorboard, "train.seed": seed, "train.device": device,
     }, set_)
+    check_student(cfg)
     from had.pipeline import train as pipeline
 
     pipeline.run(cfg)
@@ -194,22 +257,34 @@ def train(
 @_user_errors
 def eval_(
     config: str = typer.Option("had-1.1m", "--config", "-c", help=CONFIG_HELP),
-    model: Optional[str] = typer.Option(None, help="A `had train` model/ directory, or any HF encoder (hub id or directory)."),
-    data_root: Optional[str] = typer.Option(None, help="Benchmark root folder (one sub-folder per task)."),
-    benchmark: Optional[str] = typer.Option(None, help="nt (Nucleotide Transformer), gb (Genomic Benchmarks) or gue."),
+    model: Optional[str] = typer.Option(
+        None, help="A `had train` model/ directory, or any HF encoder, hub id or directory (required, no default)."),
+    data_root: Optional[str] = typer.Option(
+        None, help="Benchmark root folder, one sub-folder per task (required, no default)."),
+    benchmark: Optional[str] = typer.Option(
+        None, help="nt (Nucleotide Transformer), gb (Genomic Benchmarks) or gue." + _default("eval.benchmark")),
     task: Optional[list[str]] = typer.Option(None, "--task", help="Task to run (repeatable; default: every task found)."),
-    nt_version: Optional[str] = typer.Option(None, help="NT task set: original or revised (recorded with the results)."),
-    lr: Optional[list[float]] = typer.Option(None, "--lr", help="Learning rate of the grid (repeatable)."),
-    seeds: Optional[int] = typer.Option(None, help="Seeds per (task, lr)."),
-    epochs: Optional[int] = typer.Option(None, help="Fine-tuning epochs (default: NT 20, GB 10, GUE 10)."),
-    batch_size: Optional[int] = typer.Option(None, help="Fine-tuning batch size."),
-    max_length: Optional[int] = typer.Option(None, help="Truncate sequences to this many nucleotides."),
-    max_train_samples: Optional[int] = typer.Option(None, help="Cap training rows per task (quick runs)."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder (results.parquet, summary.md, summary.png)."),
-    trust_remote_code: Optional[bool] = typer.Option(None, "--trust-remote-code/--no-trust-remote-code", help="Allow the model's own code (NTv2)."),
-    workers: Optional[int] = typer.Option(None, help="Run fine-tunings in parallel on N local Dask workers (0 = in-process)."),
-    scheduler: Optional[str] = typer.Option(None, help="Address of an existing Dask scheduler."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda."),
+    nt_version: Optional[str] = typer.Option(
+        None, help="NT task set: original or revised (recorded with the results)." + _default("eval.nt_version")),
+    lr: Optional[list[float]] = typer.Option(
+        None, "--lr", help="Learning rate of the grid (repeatable)." + _default("eval.lrs")),
+    seeds: Optional[int] = typer.Option(None, help="Seeds per (task, lr)." + _default("eval.seeds")),
+    epochs: Optional[int] = typer.Option(
+        None, help="Fine-tuning epochs." + _default("eval.epochs", unset="per benchmark: NT 20, GB 10, GUE 10")),
+    batch_size: Optional[int] = typer.Option(None, help="Fine-tuning batch size." + _default("eval.batch_size")),
+    max_length: Optional[int] = typer.Option(
+        None, help="Truncate sequences to this many nucleotides." + _default("eval.max_length", unset="no cut")),
+    max_train_samples: Optional[int] = typer.Option(
+        None, help="Cap training rows per task (quick runs)." + _default("eval.max_train_samples", unset="all rows")),
+    out: Optional[str] = typer.Option(
+        None, "--out", "-o", help="Output folder (results.parquet, summary.md, summary.png)." + _default("eval.out")),
+    trust_remote_code: Optional[bool] = typer.Option(
+        None, "--trust-remote-code/--no-trust-remote-code",
+        help="Allow the model's own code (NTv2)." + _default("eval.trust_remote_code")),
+    workers: Optional[int] = typer.Option(
+        None, help="Run fine-tunings in parallel on N local Dask workers (0 = in-process)." + _default("eval.workers")),
+    scheduler: Optional[str] = typer.Option(None, help="Address of an existing Dask scheduler (default: none)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda." + _default("eval.device")),
     compare: Optional[list[str]] = typer.Option(
         None, "--compare", help="Instead of running, put the results of these eval folders side by side (repeatable).",
     ),
@@ -218,6 +293,7 @@ def eval_(
     """Fine-tune and score a model on NT / Genomic Benchmarks / GUE (resumable sweeps).
 
     Example: had eval --model runs/had/model --data-root data/nt --benchmark nt --out runs/eval-nt
+    Options left out take the --config preset's value.
     """
     cfg = _config(config, {
         "eval.model": model, "eval.data_root": data_root, "eval.benchmark": benchmark, "eval.tasks": task or None,
@@ -243,9 +319,11 @@ def demo(
     set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
     """Run the whole pipeline on a built-in synthetic genome with a tiny local teacher (CPU, minutes)."""
+    cfg = _config(config, {}, set_)
+    check_student(cfg)
     from had.pipeline import demo as pipeline
 
-    pipeline.run(_config(config, {}, set_), Path(out), seed=seed)
+    pipeline.run(cfg, Path(out), seed=seed)
 
 
 @app.command()
@@ -265,6 +343,7 @@ def experiment(
 
     ours, rest = pipeline.parse_overrides(_parse_sets(set_))
     exp, cfg = pipeline.build(preset, data, rest, ours)
+    check_student(cfg)
     pipeline.run(exp, cfg, out, seed=seed)
 
 

@@ -1,9 +1,10 @@
 """The CLI: help for every option, clear one-line errors for bad input, no tracebacks."""
-import typer.main
 import pytest
+import typer.main
 from typer.testing import CliRunner
 
 from had.cli import app
+from had.config import load_config
 
 runner = CliRunner()
 
@@ -42,3 +43,54 @@ def test_bad_input_is_one_clear_line(argv, message):
     assert result.exit_code == 1
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--config", "tiny", "--set", "train.steps=abc"], "train.steps: expected an integer, got 'abc'"),
+        (["train", "--config", "tiny", "--lr", "-1"], "train.lr=-1.0: must be > 0"),
+        (["train", "--config", "tiny", "--set", "student.d_model=abc"], "student.d_model: expected an integer"),
+        (["train", "--config", "tiny", "--set", "train.lr=[1,"], "--set 'train.lr=[1,': the value is not valid YAML"),
+        (["cache-teacher", "--config", "tiny", "--mask-ratio", "1.5", "--dry-run"], "mask.ratio=1.5"),
+        (["cache-teacher", "--config", "tiny", "--set", "genome.window=256.0"], "genome.window: expected an integer"),
+        (["cache-teacher", "--config", "tiny", "--set", "mask.reverse_complement=maybe"], "expected true or false"),
+        (["eval", "--config", "tiny", "--batch-size", "0"], "eval.batch_size=0: must be >= 1"),
+        (["eval", "--config", "tiny", "--max-train-samples", "0"], "eval.max_train_samples=0"),
+        (["experiment", "--set", "train.steps=abc"], "train.steps: expected an integer"),
+        (["demo", "--set", "train.steps=abc"], "train.steps: expected an integer"),
+    ],
+    ids=lambda x: " ".join(x) if isinstance(x, list) else None,
+)
+def test_bad_values_fail_at_once_in_one_line(argv, message, monkeypatch):
+    for name in ("demo", "experiment"):  # were a check missed, fail fast instead of running for minutes
+        monkeypatch.setattr(f"had.pipeline.{name}.run", lambda *a, **k: pytest.fail("work started"))
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: ") and message in line
+
+
+def test_help_gives_every_default():
+    """Options whose default comes from --config say so and quote the presets' values."""
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():
+        for param in command.params:
+            if param.required or param.name in ("help", "set_", "compare") or (
+                    param.default is not None and param.show_default):
+                continue  # typer prints "[default: ...]" itself
+            assert "default" in param.help, f"{name} --{param.name}: help gives no default"
+    tiny, paper = load_config("tiny"), load_config("had-1.1m")
+    train_help = {p.name: p.help for p in group.commands["train"].params}
+    assert f"had-1.1m: {paper.train.steps}, tiny: {tiny.train.steps}" in train_help["steps"]
+    cache_help = {p.name: p.help for p in group.commands["cache-teacher"].params}
+    assert f"had-1.1m: {paper.genome.window}, tiny: {tiny.genome.window}" in cache_help["window"]
+    assert f"had-1.1m: {paper.cache.path}, tiny: {tiny.cache.path}" in cache_help["out"]
+
+
+def test_cache_teacher_help_names_the_genome_filters_and_gzip_limits():
+    result = runner.invoke(app, ["cache-teacher", "--help"], env={"COLUMNS": "250"})
+    text = " ".join(result.output.replace("│", " ").split())
+    for key in ("genome.contigs=[chr1,chr2]", "genome.exclude_contigs=[chrM]", "genome.max_n_fraction=0.1"):
+        assert key in text  # rendered literally, not eaten as rich markup
+    assert "its .fai is ignored" in text
