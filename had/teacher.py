@@ -121,7 +121,9 @@ def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto
     encoder = mlm.base_model.to(device).eval().requires_grad_(False)
     del mlm
     tokenizer = NTv2Tokenizer.from_dir(local if (local / "vocab.txt").is_file() else TOKENIZER_DIR)
-    config_json = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    # The architecture, not where it was loaded from: a moved teacher folder is the same teacher.
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("_name_or_path", "transformers_version")}
+    config_json = json.dumps(settings, sort_keys=True, default=str)
     # ESM position ids start after the padding id, so max_position_embeddings - pad_id - 1 real tokens fit.
     max_tokens = config.max_position_embeddings - config.pad_token_id - 1
     return Teacher(

@@ -63,6 +63,15 @@ def test_metadata_tokenizer_and_fingerprint(tiny, tmp_path):
     assert load_teacher(str(tiny), device="cpu", dtype="bf16").dtype == torch.bfloat16
 
 
+def test_a_moved_teacher_folder_is_the_same_teacher(tiny, tmp_path):
+    moved = load_teacher(str(shutil.copytree(tiny, tmp_path / "elsewhere" / "teacher")), device="cpu")
+    teacher = load_teacher(str(tiny), device="cpu")
+    assert (moved.config_hash, moved.fingerprint) == (teacher.config_hash, teacher.fingerprint)
+    wider = load_teacher(str(build_tiny_teacher(tmp_path / "wider", hidden_size=64, num_layers=2, num_heads=4)),
+                         device="cpu")
+    assert wider.config_hash != teacher.config_hash
+
+
 def test_bad_layer_and_missing_model(tiny, tmp_path):
     teacher = load_teacher(str(tiny), device="cpu")
     ids, attn = _batch(teacher, ["ACGTAC"])
