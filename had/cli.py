@@ -67,10 +67,19 @@ def _user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except HadError as e:
-            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            typer.secho(f"error: {error_line(e)}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def error_line(e: HadError) -> str:
+    """The error's message; a HadError raised in a DataLoader worker comes back carrying the worker's
+    traceback (torch re-raises it with that text), whose last line is the original message."""
+    text = str(e)
+    if "\nOriginal Traceback" in text:
+        text = text.rstrip().splitlines()[-1].split(": ", 1)[-1]
+    return text
 
 
 def _config(config: str | None, options: dict[str, Any], sets: list[str] | None) -> RunConfig:

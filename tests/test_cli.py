@@ -1,10 +1,12 @@
 """The CLI: help for every option, clear one-line errors for bad input, no tracebacks."""
 import pytest
+import torch
 import typer.main
 from typer.testing import CliRunner
 
-from had.cli import app
+from had.cli import app, error_line
 from had.config import load_config
+from had.errors import HadError
 
 runner = CliRunner()
 
@@ -94,3 +96,19 @@ def test_cache_teacher_help_names_the_genome_filters_and_gzip_limits():
     for key in ("genome.contigs=[chr1,chr2]", "genome.exclude_contigs=[chrM]", "genome.max_n_fraction=0.1"):
         assert key in text  # rendered literally, not eaten as rich markup
     assert "its .fai is ignored" in text
+
+
+class _Broken(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        raise HadError("cache/features: shard 3 chunk 0 is damaged")
+
+
+def test_an_error_raised_in_a_dataloader_worker_is_shown_as_its_own_line():
+    loader = torch.utils.data.DataLoader(_Broken(), num_workers=1)
+    with pytest.raises(HadError) as caught:
+        next(iter(loader))
+    assert "Traceback" in str(caught.value)  # what torch hands back ...
+    assert error_line(caught.value) == "cache/features: shard 3 chunk 0 is damaged"  # ... and what users see
