@@ -266,7 +266,7 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
 
 
 def set_value(cfg: RunConfig, dotted: str, value: Any) -> None:
-    """Set `section.key` on cfg, coerced to the field's type (`_checked`); student keys go through
+    """Set `section.key` on cfg, coerced to the field's type (`coerce`); student keys go through
     unchecked here (`check_student`). Value rules are checked once all values are set (`validate`)."""
     section, _, key = dotted.partition(".")
     if not key or not hasattr(cfg, section):
@@ -278,7 +278,7 @@ def set_value(cfg: RunConfig, dotted: str, value: Any) -> None:
     hints = typing.get_type_hints(type(target))  # resolves the string annotations
     if key not in hints:
         raise ConfigError(f"unknown key '{key}' in section '{section}'{_suggest(key, hints)}")
-    setattr(target, key, _checked(value, hints[key], dotted))
+    setattr(target, key, coerce(value, hints[key], dotted))
 
 
 def check_student(cfg: RunConfig) -> None:
@@ -291,7 +291,7 @@ def check_student(cfg: RunConfig) -> None:
     hints = typing.get_type_hints(HadConfig.__init__)
     for key, value in cfg.student.items():
         if key in hints:
-            cfg.student[key] = _checked(value, hints[key], f"student.{key}")
+            cfg.student[key] = coerce(value, hints[key], f"student.{key}")
     HadConfig.from_kwargs(dict(cfg.student))
 
 
@@ -313,14 +313,14 @@ def _build_section(factory, body: dict[str, Any], source: str, name: str):
     for key, value in body.items():
         if key not in hints:
             raise ConfigError(f"{source}: {name}: unknown key '{key}'{_suggest(key, hints)}")
-        setattr(section, key, _checked(value, hints[key], f"{source}: {name}.{key}"))
+        setattr(section, key, coerce(value, hints[key], f"{source}: {name}.{key}"))
     return section
 
 
 _KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
 
 
-def _checked(value: Any, hint: Any, name: str) -> Any:
+def coerce(value: Any, hint: Any, name: str) -> Any:
     """`value` as the field type `hint` (int, float, bool, str, list[T], tuple[T, ...], T | None).
 
     Conversions are the lossless ones only: an int where a float goes, an int where a string goes
@@ -331,14 +331,14 @@ def _checked(value: Any, hint: Any, name: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (types.UnionType, typing.Union):
         inner = next(a for a in args if a is not type(None))
-        return None if value is None else _checked(value, inner, name)
+        return None if value is None else coerce(value, inner, name)
     if origin is list:
         items = value if isinstance(value, (list, tuple)) else [value]
-        return [_checked(v, args[0], name) for v in items]
+        return [coerce(v, args[0], name) for v in items]
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"{name}: expected a list of {len(args)} values, got {_show(value)}")
-        return tuple(_checked(v, a, name) for v, a in zip(value, args))
+        return tuple(coerce(v, a, name) for v, a in zip(value, args))
     scalar = _scalar(value, hint)
     if scalar is None:
         raise ConfigError(f"{name}: expected {_KINDS[hint]}, got {_show(value)}")

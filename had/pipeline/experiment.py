@@ -26,12 +26,13 @@ import copy
 import dataclasses
 import json
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from had.config import RunConfig, load_config
+from had.config import RunConfig, coerce, load_config
 from had.data import synthetic
 from had.errors import HadError
 from had.teacher_pretrain import TeacherPretrainConfig
@@ -146,15 +147,16 @@ def build(preset: str, data: str, overrides: dict | None = None, experiment_over
         head, _, sub = key.partition(".")
         target = exp.teacher if head == "teacher" and sub else exp
         name = sub if target is exp.teacher else key
-        if name not in {f.name for f in dataclasses.fields(target)}:
+        hints = typing.get_type_hints(type(target))
+        if name not in hints:
             known = ", ".join(f.name for f in dataclasses.fields(Experiment))
             raise HadError(f"--set experiment.{key}: unknown key (experiment keys: {known}; "
                            f"teacher.<key> for the teacher's pretraining)")
-        setattr(target, name, value)
+        setattr(target, name, coerce(value, hints[name], f"experiment.{key}"))
     unknown = [v for v in exp.variants if v not in VARIANTS]
     if unknown:
         raise HadError(f"experiment.variants: unknown {unknown} (known: {', '.join(VARIANTS)})")
-    return exp, load_config(f"science-{exp.preset}", overrides)
+    return exp, load_config(f"science-{exp.preset}", sets=overrides)  # `sets`: `--set key=null` unsets too
 
 
 def run(exp: Experiment, cfg: RunConfig, out: str | Path, seed: int = 0) -> Verdict:

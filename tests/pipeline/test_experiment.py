@@ -79,6 +79,8 @@ def test_verdict_uses_the_validation_lr_and_averages_tasks(tmp_path):
     ("cpu", "synthetic", {"variants": ["had", "hda"]}, "unknown ['hda']"),
     ("cpu", "synthetic", {"contigs": 3}, "experiment.contigs: unknown key"),
     ("cpu", "synthetic", {"teacher.layers": 3}, "experiment.teacher.layers: unknown key"),
+    ("cpu", "synthetic", {"teacher.steps": "abc"}, "experiment.teacher.steps: expected an integer"),
+    ("cpu", "synthetic", {"cache_contigs": 1.5}, "experiment.cache_contigs: expected an integer"),
 ])
 def test_bad_options_are_clear_errors(preset, data, ours, message):
     with pytest.raises(HadError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
