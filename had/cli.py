@@ -175,7 +175,8 @@ def cache_teacher(
         None, help="Address of an existing Dask scheduler, e.g. tcp://host:8786 (default: none, a local cluster)."),
     overwrite: Optional[bool] = typer.Option(
         None, "--overwrite/--no-overwrite",
-        help="Replace a cache written with a different config." + _default("cache.overwrite")),
+        help="Replace a had cache written with a different config (a folder holding anything else is always "
+             "refused)." + _default("cache.overwrite")),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (windows, tokens, bytes, GPU-hours) and exit."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP + GENOME_SET_HELP),
 ) -> None:
@@ -233,7 +234,8 @@ def train(
     compile: Optional[bool] = typer.Option(
         None, "--compile/--no-compile", help="torch.compile the student (GDN ops stay eager)." + _default("train.compile")),
     resume: Optional[bool] = typer.Option(
-        None, "--resume/--no-resume", help="Continue exactly from the last checkpoint in --out (default: off)."),
+        None, "--resume/--no-resume", help="Continue exactly from the last checkpoint in --out; refused if the cache, seed, batch sizes or "
+             "steps differ (default: off)."),
     checkpoint_every: Optional[int] = typer.Option(
         None, help="Save a checkpoint every N steps." + _default("train.checkpoint_every")),
     log_every: Optional[int] = typer.Option(None, help="Log a metrics line every N steps." + _default("train.log_every")),
