@@ -90,6 +90,9 @@ def prepare(task: BenchmarkTask, backbone: Backbone, protocol: Protocol) -> Prep
     if protocol.max_train_samples is not None and len(train) > protocol.max_train_samples:
         keep = np.sort(np.random.default_rng(0).permutation(len(train))[: protocol.max_train_samples])
         train = Split([train.sequences[i] for i in keep], train.labels[keep], train.source)
+    if task.dev is None and len(train) < 2:
+        raise HadError(f"{train.source}: {len(train)} training row(s) and no dev split: at least 2 are needed "
+                       "to hold out validation rows (eval.max_train_samples)")
 
     def encode(split: Split) -> Encoded:
         cut = [s[: protocol.max_length] for s in split.sequences] if protocol.max_length else split.sequences

@@ -155,6 +155,13 @@ def test_val_split_of_train_when_no_dev_and_max_train_samples(tiny_esm, gue_root
     assert (row["n_train"], row["n_val"]) == (24, 6) and math.isfinite(row["test_metric"])
 
 
+def test_one_training_row_without_a_dev_split_is_a_clear_error(tiny_esm, gue_root):
+    task = load_task("gue", gue_root, "grp/a")
+    task.dev = None  # as for NT / GB tasks
+    with pytest.raises(HadError, match="1 training row"):
+        ft.prepare(task, load_backbone(str(tiny_esm)), ft.Protocol(epochs=1, max_train_samples=1))
+
+
 def test_short_real_finetuning_on_gue(tiny_esm, real_gue):
     task = load_task("gue", real_gue, "prom/prom_core_tata")
     backbone = load_backbone(str(tiny_esm))
