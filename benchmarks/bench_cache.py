@@ -162,9 +162,11 @@ def write_config(work: Path, teacher_dir: Path, fasta: Path, device: str) -> Run
 def bench_write(cfg: RunConfig, n_windows: int, repeats: int) -> dict:
     """Part 1: end-to-end (prepare + forward + write, pipelined) vs the bare forward on the same batches.
 
-    Three timings per repeat, interleaved: the bare forward (padded batches already on the device),
-    ``compute_features`` (forward + copy to host + visible-row selection) and ``_run_local`` (what
-    ``had cache-teacher`` runs with one device: prepare and write in threads around the forward).
+    Four timings per repeat, interleaved: the bare forward (padded batches already on the device),
+    ``compute_features`` (forward + copy to host + visible-row selection), ``_run_local`` (what
+    ``had cache-teacher`` runs with one device: prepare and write in threads around the forward),
+    and ``_run_dask`` on one in-process Dask worker with ``GPU_SLOTS`` threads and GPU slots (what
+    each GPU worker of a multi-GPU or ``--scheduler`` run does; the teacher already loaded).
     """
     plan = ct.make_plan(cfg)
     n_items = min(plan.layout.n_items, plan.n_views * n_windows)
@@ -191,6 +193,15 @@ def bench_write(cfg: RunConfig, n_windows: int, repeats: int) -> dict:
     def end_to_end() -> None:
         ct._run_local(jobs)
 
+    def end_to_end_dask() -> None:
+        ct._run_dask(dask_cfg, plan, jobs)
+
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=1, threads_per_worker=ct.GPU_SLOTS, processes=False,
+                           resources={"GPU": ct.GPU_SLOTS}, dashboard_address=":0")
+    dask_cfg = dataclasses.replace(cfg, cache=dataclasses.replace(cfg.cache, scheduler=cluster.scheduler_address))
+
     def timed(fn) -> tuple[float, float | None]:
         with GpuUtilisation(teacher.device) as util:
             t0 = time.perf_counter()
@@ -199,12 +210,13 @@ def bench_write(cfg: RunConfig, n_windows: int, repeats: int) -> dict:
         return seconds, util.mean
 
     forward(), features()  # warm-up: kernel selection, allocator growth
-    runs = {"forward": [], "features": [], "e2e": []}
+    runs = {"forward": [], "features": [], "e2e": [], "e2e_dask": []}
     util = {"forward": [], "e2e": []}
     print(f"part 1: {n_items} window-views, {tokens} teacher tokens in {len(padded)} forwards", flush=True)
     for r in range(repeats):
-        for name, fn in (("forward", forward), ("features", features), ("e2e", end_to_end)):
-            if name == "e2e":
+        for name, fn in (("forward", forward), ("features", features), ("e2e", end_to_end),
+                         ("e2e_dask", end_to_end_dask)):
+            if name.startswith("e2e"):
                 shutil.rmtree(cfg.cache.path, ignore_errors=True)
                 ct._prepare_store(Storage(cfg.cache.path), plan, cfg)
             seconds, busy = timed(fn)
@@ -214,8 +226,11 @@ def bench_write(cfg: RunConfig, n_windows: int, repeats: int) -> dict:
         # as it goes: a run cut off by a time cap still leaves its numbers
         print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in runs.items())
               + f", ratio {runs['forward'][-1] / runs['e2e'][-1]:.2f}"
+              + f" (dask {runs['forward'][-1] / runs['e2e_dask'][-1]:.2f})"
               + "".join(f", GPU util {k} {v[-1]:.0f} %" for k, v in util.items() if v), flush=True)
+    cluster.close()
     ratios = [f / e for f, e in zip(runs["forward"], runs["e2e"])]
+    dask_ratios = [f / e for f, e in zip(runs["forward"], runs["e2e_dask"])]
     # Where the time goes, step by step in one pass (less sensitive to other jobs on the machine).
     steps = {"prepare": 0.0, "features": 0.0, "write": 0.0}
     storage = Storage(cfg.cache.path)
@@ -234,7 +249,8 @@ def bench_write(cfg: RunConfig, n_windows: int, repeats: int) -> dict:
             "device": str(teacher.device), "teacher_dtype": str(teacher.dtype).removeprefix("torch."),
             "max_tokens_per_batch": max_tokens, "shard_windows": plan.layout.shard_items,
             **{f"{k}_tok_s": tokens / v for k, v in seconds.items()}, "e2e_windows_s": n_items / seconds["e2e"],
-            "ratio": statistics.median(ratios), "ratios": ratios, "steps": steps,
+            "ratio": statistics.median(ratios), "ratios": ratios, "dask_ratio": statistics.median(dask_ratios),
+            "dask_ratios": dask_ratios, "steps": steps,
             "gpu_util": {k: statistics.mean(v) if v else None for k, v in util.items()}}
 
 
@@ -422,7 +438,8 @@ def print_write(w: dict, teacher: str, genome: str, repeats: int) -> None:
           f"repeats): bare forward {w['forward_tok_s']:.0f} tok/s, forward + copy-out {w['features_tok_s']:.0f} "
           f"tok/s, end-to-end {w['e2e_tok_s']:.0f} tok/s ({w['e2e_windows_s']:.0f} windows/s); ratio "
           f"**{w['ratio']:.2f}** (end-to-end / bare forward; goal >= 0.85; per run: "
-          f"{', '.join(f'{r:.2f}' for r in w['ratios'])}).{busy} One pass step by step: "
+          f"{', '.join(f'{r:.2f}' for r in w['ratios'])}); on one Dask worker with GPU slots **{w['dask_ratio']:.2f}** "
+          f"(per run: {', '.join(f'{r:.2f}' for r in w['dask_ratios'])}).{busy} One pass step by step: "
           + ", ".join(f"{k} {v:.2f} s" for k, v in w["steps"].items())
           + f" -> features share {w['steps']['features'] / sum(w['steps'].values()):.2f}.\n")
 
