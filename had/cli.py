@@ -135,9 +135,9 @@ def main(
 def cache_teacher(
     config: str = typer.Option("had-1.1m", "--config", "-c", help=CONFIG_HELP),
     fasta: Optional[str] = typer.Option(
-        None, help="Genome FASTA or FASTA.gz (required, no default). A .fai beside a plain FASTA enables random "
-        "access; a .fa.gz is read whole into memory by every worker (its .fai is ignored; bgzip .gzi is not "
-        "supported), so decompress large genomes first.",
+        None, help="Genome FASTA or FASTA.gz (required, no default). Read on demand with `samtools faidx` "
+        "indexes beside it: .fai for a plain FASTA, .fai + .gzi for a bgzip one; otherwise (no index, or plain "
+        "gzip) every worker reads the whole genome into memory, so index large genomes.",
     ),
     bed: Optional[str] = typer.Option(None, help="BED file of intervals to cut windows from (default: whole contigs)."),
     split: Optional[str] = typer.Option(None, help="Keep only BED rows whose split column equals this, e.g. train (default: all rows)."),

@@ -1,6 +1,7 @@
 """Genome input: FASTA / FASTA.gz records, .fai random access, BED intervals, windows.
 
     fasta = FastaFile("hg38.fa")          # uses hg38.fa.fai when present
+    fasta = FastaFile("hg38.fa.gz")       # bgzip + `samtools faidx`: uses its .fai and .gzi
     fasta.contigs                         # {"chr1": 248956422, ...}
     fasta.fetch("chr1", 10_000, 11_024)   # alphabet codes, uint8 [1024]
     table = iter_windows(cfg.genome)      # WindowTable: numpy columns + skip counts
@@ -108,7 +109,7 @@ class _FaiEntry:
     line_bytes: int
 
 
-def _read_fai(fai: Path, fasta_size: int) -> dict[str, _FaiEntry]:
+def _read_fai(fai: Path, fasta_size: int | None) -> dict[str, _FaiEntry]:
     entries = {}
     for number, row in enumerate(fai.read_text().splitlines(), start=1):
         fields = row.split("\t")
@@ -119,7 +120,7 @@ def _read_fai(fai: Path, fasta_size: int) -> dict[str, _FaiEntry]:
         if entry.line_bases < 1 or entry.line_bytes < entry.line_bases:
             raise HadError(f"{fai}:{number}: malformed index row {row!r}")
         end = entry.offset + _byte_offset(entry, entry.length)
-        if end > fasta_size:
+        if fasta_size is not None and end > fasta_size:
             raise HadError(f"{fai}:{number}: index points past the end of the FASTA (stale .fai? re-run samtools faidx)")
         entries[fields[0]] = entry
     if not entries:
@@ -134,19 +135,23 @@ def _byte_offset(entry: _FaiEntry, pos: int) -> int:
 class FastaFile:
     """Random access to a genome: ``.contigs`` {name: length}, ``.fetch(name, start, end)``.
 
-    An uncompressed FASTA with a samtools ``.fai`` beside it is read on demand by
-    seeking (safe after fork: every fetch opens the file itself); otherwise (no
-    index, or gzip) the whole file is parsed into memory once.
+    An uncompressed FASTA with a samtools ``.fai`` beside it, or a bgzip-compressed one with
+    the ``.fai`` and ``.gzi`` of `samtools faidx`, is read on demand (safe after fork: every
+    fetch opens the file itself); otherwise (no index, or plain gzip) the whole file is
+    parsed into memory once per process.
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        fai = Path(f"{self.path}.fai")
+        fai, gzi = Path(f"{self.path}.fai"), Path(f"{self.path}.gzi")
         gzipped = _is_gzip(self.path)
         self._index: dict[str, _FaiEntry] | None = None
         self._records: dict[str, np.ndarray] | None = None
-        if fai.is_file() and not gzipped:
-            self._index = _read_fai(fai, self.path.stat().st_size)
+        self._blocks: tuple[np.ndarray, np.ndarray] | None = None
+        if fai.is_file() and (not gzipped or gzi.is_file()):
+            self._blocks = _read_gzi(gzi) if gzipped else None
+            # a bgzip file's uncompressed size is not known up front: fetch checks each read instead
+            self._index = _read_fai(fai, None if gzipped else self.path.stat().st_size)
             self.contigs = {name: e.length for name, e in self._index.items()}
         else:
             self._records = dict(read_fasta(self.path))
@@ -164,12 +169,37 @@ class FastaFile:
             return self._records[name][start:end]
         entry = self._index[name]
         first = entry.offset + _byte_offset(entry, start)
-        with open(self.path, "rb") as f:
-            raw = os.pread(f.fileno(), entry.offset + _byte_offset(entry, end) - first, first)
+        raw = self._read(first, entry.offset + _byte_offset(entry, end) - first)
         seq = raw.replace(b"\n", b"").replace(b"\r", b"")
         if len(seq) != end - start or not _IS_LETTER[np.frombuffer(seq, dtype=np.uint8)].all():
             raise HadError(f"{self.path}: {name}:{start}-{end} does not match its .fai (stale index?)")
         return alphabet.encode(seq)
+
+
+    def _read(self, first: int, size: int) -> bytes:
+        """`size` bytes of the uncompressed file from offset `first`."""
+        with open(self.path, "rb") as f:
+            if self._blocks is None:
+                return os.pread(f.fileno(), size, first)
+            compressed, uncompressed = self._blocks
+            block = int(np.searchsorted(uncompressed, first, side="right")) - 1
+            f.seek(int(compressed[block]))
+            try:  # BGZF blocks are gzip members: GzipFile reads on across them
+                with gzip.GzipFile(fileobj=f) as gz:
+                    gz.read(first - int(uncompressed[block]))
+                    return gz.read(size)
+            except (OSError, EOFError, zlib.error) as e:
+                raise HadError(f"{self.path}: corrupt or truncated bgzip data near byte {first} ({e})") from None
+
+
+def _read_gzi(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A bgzip ``.gzi``: (compressed, uncompressed) start offsets of its blocks, int64 [n + 1] each, (0, 0) first."""
+    raw = path.read_bytes()
+    n = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
+    if len(raw) != 8 + 16 * n:
+        raise HadError(f"{path}: not a bgzip .gzi index ({len(raw)} bytes; re-run samtools faidx)")
+    pairs = np.frombuffer(raw, dtype="<u8", offset=8).reshape(n, 2).astype(np.int64)
+    return np.concatenate([[0], pairs[:, 0]]), np.concatenate([[0], pairs[:, 1]])
 
 
 def fasta_fingerprint(path: str | Path) -> str:

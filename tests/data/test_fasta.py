@@ -69,6 +69,29 @@ def test_fai_fetch_equals_in_memory_fetch(tmp_path):
         assert np.array_equal(in_memory.fetch(name, start, end), expected)
 
 
+def test_bgzip_with_samtools_indexes_is_read_on_demand(tmp_path):
+    """bgzip + `samtools faidx` (through pysam, htslib's own code) make a .fa.gz randomly accessible."""
+    pysam = pytest.importorskip("pysam")
+    genome = random_genome(3, n_contigs=6) | {"big": "ACGTTGCA" * 40_000}  # 320 kb: several BGZF blocks
+    plain = write_fasta(tmp_path / "g.fa", genome, width=60)
+    bgzipped = tmp_path / "g.fa.gz"
+    pysam.tabix_compress(str(plain), str(bgzipped))
+    pysam.faidx(str(bgzipped))  # writes g.fa.gz.fai and g.fa.gz.gzi
+    fasta = FastaFile(bgzipped)
+    assert fasta._records is None and len(fasta._blocks[0]) > 4  # indexed, never loaded whole
+    assert fasta.contigs == {k: len(v) for k, v in genome.items()}
+    rng = random.Random(4)
+    for _ in range(300):
+        name = rng.choice(list(genome))
+        start = rng.randrange(len(genome[name]) + 1)
+        end = rng.randrange(start, min(len(genome[name]), start + 3000) + 1)
+        assert np.array_equal(fasta.fetch(name, start, end), codes(genome[name][start:end]))
+
+    Path(f"{bgzipped}.gzi").write_bytes(b"\x05" + b"\x00" * 10)
+    with pytest.raises(HadError, match="not a bgzip .gzi"):
+        FastaFile(bgzipped)
+
+
 def test_real_fai_on_chr20(chr20):
     fasta = FastaFile(chr20)
     assert fasta._index is not None and fasta.contigs == {"z": 1_000_000}
