@@ -95,7 +95,7 @@ def test_cache_teacher_help_names_the_genome_filters_and_gzip_limits():
     text = " ".join(result.output.replace("│", " ").split())
     for key in ("genome.contigs=[chr1,chr2]", "genome.exclude_contigs=[chrM]", "genome.max_n_fraction=0.1"):
         assert key in text  # rendered literally, not eaten as rich markup
-    assert "its .fai is ignored" in text
+    assert ".fai + .gzi for a bgzip one" in text and "plain gzip" in text
 
 
 class _Broken(torch.utils.data.Dataset):
