@@ -51,6 +51,7 @@ VARIANTS: dict[str, dict | None] = {
     "random_init": None,
 }
 TEACHER = "teacher"
+SETTINGS = "experiment.json"  # the settings a re-run into the same --out must repeat
 
 
 @dataclass
@@ -98,13 +99,14 @@ class Verdict:
     """Mean test metric over tasks per model, and the pairwise claims.
 
     A claim "A > B" holds when A's mean over tasks is higher; it is *separated* when even A's
-    worst fine-tuning seed (its mean over tasks) beats B's best one: a margin beyond seed noise.
+    worst fine-tuning seed (its mean over tasks) beats B's best one: a margin beyond seed noise
+    (never with fewer than two seeds each, where the spread is unknown).
     """
 
     task_means: dict[str, dict[str, float]]  # model -> task -> mean over fine-tuning seeds
     average: dict[str, float]  # model -> mean over tasks
     seed_means: dict[str, list[float]]  # model -> per fine-tuning seed, the mean over tasks
-    claims: list[dict]  # {better, worse, margin (mean over tasks), wins, tasks, holds, separated, chain}
+    claims: list[dict]  # {better, worse, margin (mean over tasks), wins, tasks, holds, separated, seeds, chain}
 
     def text(self) -> str:
         lines = ["## Verdict", "", "| model | mean over tasks | spread over fine-tuning seeds |", "|---|---|---|"]
@@ -118,14 +120,17 @@ class Verdict:
         if len(chain) == 2:
             ok = all(c["holds"] for c in chain)
             clear = all(c["separated"] for c in chain)
-            lines.append(f"\nHAD > recon-only > random init: {'HOLDS' if ok else 'does NOT hold'}"
-                         f"{' (beyond seed spread)' if ok and clear else ' (within seed spread)' if ok else ''}.")
+            spread = ("" if not ok else " (one fine-tuning seed: spread unknown)" if min(c["seeds"] for c in chain) < 2
+                      else " (beyond seed spread)" if clear else " (within seed spread)")
+            lines.append(f"\nHAD > recon-only > random init: {'HOLDS' if ok else 'does NOT hold'}{spread}.")
         return "\n".join(lines) + "\n"
 
 
 def _holds(claim: dict) -> str:
     if not claim["holds"]:
         return "does NOT hold"
+    if claim["seeds"] < 2:
+        return "holds (one fine-tuning seed: spread unknown)"
     return "holds, beyond seed spread" if claim["separated"] else "holds, within seed spread"
 
 
@@ -167,6 +172,7 @@ def run(exp: Experiment, cfg: RunConfig, out: str | Path, seed: int = 0) -> Verd
 
     out = Path(out)
     start = time.perf_counter()
+    _check_settings(out, exp, cfg, seed)
     cfg = copy.deepcopy(cfg)
     _step("1/5 genome and tasks")
     cfg.genome.fasta, cfg.eval.data_root, cfg.eval.benchmark, cfg.eval.tasks = _data(exp, out / "data", seed)
@@ -239,9 +245,11 @@ def judge(eval_dirs: list[str | Path]) -> Verdict:
         if better in task_means and worse in task_means:
             shared = sorted(set(task_means[better]) & set(task_means[worse]))
             diffs = np.array([task_means[better][t] - task_means[worse][t] for t in shared])
+            seeds = min(len(seed_means[better]), len(seed_means[worse]))
             claims.append({"better": better, "worse": worse, "margin": float(diffs.mean()),
                            "wins": int((diffs > 0).sum()), "tasks": len(shared), "holds": bool(diffs.mean() > 0),
-                           "separated": min(seed_means[better]) > max(seed_means[worse]), "chain": chain})
+                           "separated": seeds > 1 and min(seed_means[better]) > max(seed_means[worse]),
+                           "seeds": seeds, "chain": chain})
     return Verdict(task_means, average, seed_means, claims)
 
 
@@ -282,6 +290,41 @@ def _student(cfg: RunConfig, name: str, out: Path) -> Path:
     model.save_pretrained(out / "model")
     print(f"-- student {name}: saved at its random initialisation (seed {cfg.train.seed})", flush=True)
     return out / "model"
+
+
+def _check_settings(out: Path, exp: Experiment, cfg: RunConfig, seed: int) -> None:
+    """Record the experiment's settings in `out`, or refuse a re-run into `out` with other ones.
+
+    Runs before anything is written: a re-run resumes (reusing the teacher, cache, students and
+    finished fine-tuning runs), which is only right with the same settings; it may add models.
+    """
+    settings = json.loads(json.dumps({
+        "seed": seed,
+        "experiment": {k: v for k, v in dataclasses.asdict(exp).items() if k not in ("variants", "eval_teacher")},
+        "run": dataclasses.asdict(cfg),
+    }, default=str))
+    path = out / SETTINGS
+    if not path.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings, indent=1) + "\n")
+        return
+    changed = _differences(json.loads(path.read_text()), settings)
+    if changed:
+        raise HadError(f"{out} holds an experiment with other settings ({'; '.join(changed[:6])}): use another --out "
+                       "(a re-run into the same --out resumes it: only experiment.variants and "
+                       "experiment.eval_teacher may change)")
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """'key old (now new)' for every leaf that differs between two nested dicts."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} {a} (now {b})")
+    return out
 
 
 def _step(title: str) -> None:

@@ -1,4 +1,5 @@
 """`had experiment`: the whole science run at toy size, the verdict's arithmetic, and clear errors."""
+import dataclasses
 import json
 import math
 
@@ -39,6 +40,19 @@ def test_toy_experiment_writes_a_summary_with_every_model(tmp_path):
     again = experiment.run(exp, cfg, tmp_path, seed=5)
     assert again.average == verdict.average
 
+    # Fewer (or more) models, without the teacher's eval: still the same experiment.
+    assert set(experiment.run(dataclasses.replace(exp, variants=["had"], eval_teacher=False), cfg, tmp_path,
+                              seed=5).average) == {"had"}
+
+    # Other settings into the same folder are refused before anything is touched.
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    other, other_cfg = experiment.build("cpu", "synthetic", TOY_RUN | {"train.steps": 3}, TOY | {"teacher.steps": 4})
+    with pytest.raises(HadError, match=r"experiment.teacher.steps 3 \(now 4\).*run.train.steps 2 \(now 3\)"):
+        experiment.run(other, other_cfg, tmp_path, seed=5)
+    with pytest.raises(HadError, match=r"seed 5 \(now 6\)"):
+        experiment.run(exp, cfg, tmp_path, seed=6)
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == before
+
 
 def _rows(model, task, lr, metric_by_seed, val):
     return [{"model": model, "benchmark": "nt", "nt_version": "revised", "task": task, "lr": lr, "seed": s,
@@ -71,6 +85,18 @@ def test_verdict_uses_the_validation_lr_and_averages_tasks(tmp_path):
     chain = all(c["holds"] for c in verdict.claims if c["chain"])
     assert ("HAD > recon-only > random init: HOLDS" in verdict.text()) == chain
     assert not any(math.isnan(v) for v in verdict.average.values())
+
+
+def test_one_fine_tuning_seed_is_never_beyond_seed_spread(tmp_path):
+    dirs = []
+    for model, score in (("had", 0.9), ("recon_only", 0.5), ("random_init", 0.1)):
+        (tmp_path / model).mkdir()
+        append_results(tmp_path / model / "results.parquet", _rows(model, "a", 0.002, [score], val=0.5))
+        dirs.append(tmp_path / model)
+    verdict = experiment.judge(dirs)
+    assert all(c["holds"] and not c["separated"] for c in verdict.claims)
+    assert "beyond seed spread" not in verdict.text()
+    assert "HOLDS (one fine-tuning seed: spread unknown)" in verdict.text()
 
 
 @pytest.mark.parametrize("preset, data, ours, message", [
