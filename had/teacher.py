@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,12 @@ def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto
         config_hash=hashlib.sha256(config_json.encode()).hexdigest(),
         fingerprint=_fingerprint(local if local.is_dir() else _hub_snapshot(model), encoder),
     )
+
+
+def absolute_local(path: str) -> str:
+    """`path` as a process in another directory (a remote Dask worker) must see it: absolute when it
+    names an existing local file or folder; hub ids and fsspec URLs (s3://, memory://) unchanged."""
+    return os.path.abspath(path) if "://" not in path and os.path.exists(path) else path
 
 
 def build_tiny_teacher(

@@ -25,6 +25,7 @@ from had.errors import HadError
 from had.evaluation.backbones import Backbone, load_backbone
 from had.evaluation.finetune import Protocol, finetune, prepare
 from had.evaluation.results import append_results, read_results, run_key
+from had.teacher import absolute_local
 
 
 @dataclass(frozen=True)
@@ -127,8 +128,10 @@ def _run_dask(sweep: Sweep, todo, workers: int, scheduler: str | None):
     else:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
         client = Client(cluster)
+    # A worker of an existing cluster runs in its own directory; results keep the model as the user named it.
+    remote = dataclasses.replace(sweep, model=absolute_local(sweep.model), data_root=absolute_local(sweep.data_root))
     try:
-        futures = [client.submit(_run_remote, sweep, task, lr, seed, pure=False) for task, lr, seed in todo]
+        futures = [client.submit(_run_remote, remote, task, lr, seed, pure=False) for task, lr, seed in todo]
         for future in as_completed(futures):
             yield future.result()
     finally:

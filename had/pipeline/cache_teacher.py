@@ -51,7 +51,7 @@ from had.data import alphabet
 from had.data.fasta import FastaFile, WindowTable, fasta_fingerprint, iter_windows
 from had.data.masking import grouping_mask
 from had.errors import HadError
-from had.teacher import Teacher, load_teacher
+from had.teacher import Teacher, absolute_local, load_teacher
 
 PLAN_SAMPLE = 2048  # windows tokenized to estimate token counts in the plan
 RAW_BYTES_PER_DIM = {"fp16": 2.0, "bf16": 2.0, "int8": 1.0}
@@ -480,6 +480,7 @@ def _run_dask(cfg: RunConfig, plan: Plan, jobs: list[ShardJob]) -> None:
     except ImportError:
         pass
     tag = config_hash(plan.identity)[:8]
+    jobs = [_for_workers(j) for j in jobs]
     futures = client.map(compute_shard, jobs, key=[f"shard-{j.shard:06d}-{tag}" for j in jobs],
                          resources={"GPU": 1} if use_gpu else None, retries=1)
     progress = _Progress(sum(len(j.layout.shard_range(j.shard)) for j in jobs))
@@ -494,6 +495,12 @@ def _run_dask(cfg: RunConfig, plan: Plan, jobs: list[ShardJob]) -> None:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _for_workers(job: ShardJob) -> ShardJob:
+    """The job with its local paths absolute: a worker of an existing cluster runs in its own directory."""
+    teacher = job.teacher | {"model": absolute_local(job.teacher["model"])}
+    return dataclasses.replace(job, url=absolute_local(job.url), fasta=absolute_local(job.fasta), teacher=teacher)
 
 
 def _gpu_count() -> int:

@@ -1,6 +1,7 @@
 """Sweeps survive crashes: finished runs are kept, only missing ones re-run, results unchanged."""
 import dataclasses
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -130,6 +131,29 @@ def test_dask_workers_give_the_in_process_results(tiny_esm, gue_root, tmp_path):
         assert a["test_metric"] == pytest.approx(b["test_metric"], abs=1e-6)
         assert a["val_metric"] == pytest.approx(b["val_metric"], abs=1e-6)
 
+
+def test_scheduler_tasks_carry_absolute_paths(tiny_esm, gue_root, tmp_path, monkeypatch):
+    """Workers of an existing cluster run in their own directory: a relative --model and --data-root reach
+    them absolute, while the results keep the model as the user named it."""
+    from dask.distributed import LocalCluster
+
+    seen = []
+
+    def recording(sweep_, *args):
+        seen.append((sweep_.model, sweep_.data_root))
+        return run_one(sweep_, *args)
+
+    run_one = sweep._run_one
+    monkeypatch.setattr(sweep, "_run_one", recording)
+    monkeypatch.chdir(tmp_path)
+    model, root = os.path.relpath(tiny_esm), os.path.relpath(gue_root)
+    cfg = _cfg(model, root, tmp_path, tasks=["grp/a"])
+    cfg.lrs, cfg.seeds = [1e-3], 1
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        cfg.scheduler = cluster.scheduler_address
+        rows = sweep.run_sweep(cfg, tmp_path / "dask.parquet")
+    assert seen == [(str(tiny_esm), str(gue_root))]
+    assert [r["model"] for r in rows] == [model]
 
 
 _KILLABLE_SWEEP = """

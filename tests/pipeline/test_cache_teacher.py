@@ -395,3 +395,30 @@ def test_gpu_slots_overlap_preparing_with_a_forward_that_never_runs_twice(genome
     assert all(b1 <= a2 for (_, b1), (a2, _) in zip(forwards, forwards[1:])), "two forwards at once"
     assert any(a < fb and fa < b for a, b in prepares for fa, fb in forwards), "no preparing during a forward"
     assert _files(out) == _files(reference)
+
+
+def test_scheduler_jobs_carry_absolute_paths(genome, teacher_dir, reference, tmp_path, monkeypatch):
+    """Workers of an existing cluster run in their own directory: relative --fasta, --teacher and --out
+    reach them absolute (what a worker started elsewhere needs), and the cache is the same."""
+    from distributed import LocalCluster
+
+    seen = []
+
+    def recording(job, teacher):
+        seen.append((job.url, job.fasta, job.teacher["model"]))
+        return prepare_items(job, teacher)
+
+    prepare_items = cache_teacher.prepare_items
+    monkeypatch.setattr(cache_teacher, "prepare_items", recording)
+    monkeypatch.chdir(tmp_path)
+    relative = (Path(os.path.relpath(genome[0])), genome[1])
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
+        cache_teacher.run(make_cfg(relative, os.path.relpath(teacher_dir), "cache",
+                                   **{"cache.scheduler": cluster.scheduler_address}))
+    assert seen and set(seen) == {(str(tmp_path / "cache"), str(genome[0]), str(teacher_dir))}
+    arrays = [{k: v for k, v in _files(root).items() if "/" in k} for root in (tmp_path / "cache", reference)]
+    assert arrays[0] == arrays[1]  # the root's attributes name the teacher as given (relative here)
+    job = cache_teacher._for_workers(cache_teacher.ShardJob(
+        url="memory://c", layout=None, teacher={"model": "InstaDeepAI/nt-v2"}, mask={}, fasta="g.fa", contigs=(),
+        window_id=None, contig=None, start=None, first_window=0, shard=0))
+    assert (job.url, job.teacher["model"]) == ("memory://c", "InstaDeepAI/nt-v2")  # URLs and hub ids as given
