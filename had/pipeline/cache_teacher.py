@@ -444,7 +444,9 @@ class _Progress:
         self.tokens += record["n_tokens"] + record["n_items"]  # + CLS
         elapsed = max(time.perf_counter() - self.t0, 1e-9)
         self.bar.update(record["n_items"])
-        self.bar.set_postfix(windows_s=f"{self.bar.n / elapsed:.1f}", tokens_s=f"{self.tokens / elapsed:.0f}")
+        # refresh=False: a redraw here would bypass mininterval (one line per shard in a log file)
+        self.bar.set_postfix(windows_s=f"{self.bar.n / elapsed:.1f}", tokens_s=f"{self.tokens / elapsed:.0f}",
+                             refresh=False)
 
     def close(self) -> None:
         self.bar.close()

@@ -253,6 +253,14 @@ def test_interrupt_says_how_far_the_run_got(genome, teacher_dir, reference, tmp_
     assert f"interrupted: 3 of {n_shards} shards committed" in capsys.readouterr().err
 
 
+def test_progress_into_a_log_file_is_not_one_line_per_shard(genome, teacher_dir, tmp_path, capsys):
+    """stderr not a terminal (capsys): a fast run of many shards draws the bar at start and end only."""
+    cache_teacher.run(make_cfg(genome, teacher_dir, tmp_path / "cache", **{"cache.shard_windows": 2}))
+    shards = len(list((tmp_path / "cache" / "_commit").iterdir()))
+    draws = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if "cache-teacher:" in line]
+    assert shards >= 20 and 1 <= len(draws) <= 3, draws
+
+
 def test_dry_run_plans_without_writing(genome, teacher_dir, reference, tmp_path, capsys):
     out = tmp_path / "cache"
     plan = cache_teacher.run(make_cfg(genome, teacher_dir, out), dry_run=True)
