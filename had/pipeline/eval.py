@@ -37,6 +37,10 @@ def run(cfg: RunConfig) -> list[SummaryRow]:
 
 def compare(dirs: list[str], out: str) -> list[SummaryRow]:
     """Put the results of several `had eval` output folders in one table (written to `out`)."""
+    clash = [d for d in dirs if Path(d).resolve() == Path(out).resolve()]
+    if clash:
+        raise HadError(f"--out {out} is one of the --compare folders ({clash[0]}): the comparison would overwrite "
+                       "its own summary; choose another --out")
     rows = []
     for d in dirs:
         path = Path(d) / RESULTS

@@ -75,6 +75,13 @@ def test_eval_student_and_teacher_then_compare(models, tmp_path, capsys):
     assert f"{float(nt_h3['mean']):.3f} ± {float(nt_h3['spread_max_minus_min']):.3f}" in printed
     assert (tmp_path / "cmp" / "summary.md").read_text().count("| H3 |") == 1
 
+    # --out one of the compared folders would overwrite that model's own summary: refused, folder untouched
+    own = {name: (out / name).read_bytes() for name in ("summary.md", "summary.png")}
+    for target in (out, f"{out}/", out / ".." / "eval_student"):
+        with pytest.raises(HadError, match=f"--out {target} is one of the --compare folders"):
+            pipeline.compare([str(tmp_path / "eval_teacher"), str(out)], str(target))
+    assert {name: (out / name).read_bytes() for name in own} == own
+
 
 def test_compare_keeps_two_models_with_the_same_label(tmp_path):
     from had.student import HadConfig
