@@ -27,7 +27,7 @@ import signal
 import sys
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,12 +125,11 @@ def run(cfg: RunConfig, reader=None) -> Path:
               f"({model.param_counts()}); {len(reader):,} window-views; steps {start_step}->{tc.steps}, "
               f"global batch {tc.batch_size} = {dd.world} rank(s) x {accum} x {tc.micro_batch_size}", flush=True)
 
-    batches = iter(loader)
     window = _Window()
     # First step (1-based) whose loss was not finite, tc.steps + 1 while none: kept on the device and
     # read only where the loop synchronises anyway (logging, checkpoints), not once per step.
     bad_step = torch.full((), tc.steps + 1, device=device)
-    with _StopSignals() as stop:
+    with _StopSignals() as stop, _batches(loader) as batches:
         for step in range(start_step, tc.steps):
             sums = torch.zeros(len(LOSS_KEYS), device=device)
             for micro in range(accum):
@@ -300,6 +299,22 @@ def _ignore_stop_signals(worker_id: int) -> None:
     so a worker must not die mid-step. Workers still exit when the main process ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+@contextmanager
+def _batches(loader: DataLoader):
+    """The loader's iterator; its workers are shut down however the loop ends.
+
+    Left to garbage collection, an exception's traceback keeps the iterator alive until interpreter
+    exit, where torch no longer shuts workers down and multiprocessing's exit-time join waits forever
+    on workers that ignore its SIGTERM (`_ignore_stop_signals`): the error is printed, the process hangs.
+    """
+    batches = iter(loader)
+    try:
+        yield batches
+    finally:
+        if hasattr(batches, "_shutdown_workers"):  # num_workers > 0 (torch's own shutdown, private API)
+            batches._shutdown_workers()
 
 
 def _exit_interrupted(signum: int, step: int, checkpoint: Path, logger, dd: Dist) -> None:

@@ -304,3 +304,38 @@ def test_signal_saves_a_checkpoint_that_resumes_exactly(tmp_path, sig, workers):
     assert ([{k: v for k, v in m.items() if k not in timing} for m in _metrics(tmp_path / "b")]
             == [{k: v for k, v in m.items() if k not in timing} for m in _metrics(tmp_path / "a")])
     _same_weights(straight, resumed)
+
+
+@pytest.mark.slow
+def test_worker_error_exits_and_stops_the_workers(tmp_path):
+    """A damaged chunk read in a DataLoader worker: `had train` prints the error and exits 1 promptly,
+    its workers with it (they used to block multiprocessing's exit-time join forever)."""
+    import signal
+    import subprocess
+
+    cache = write_cache(tmp_path / "cache", FakeCache(n_items=24, window=WINDOW))
+    chunk = tmp_path / "cache" / "features" / "c" / "1" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[100] ^= 0xFF
+    chunk.write_bytes(data)
+    args = ["--config", "tiny", "--cache", cache, "--out", str(tmp_path / "run"), "--steps", "6",
+            "--batch-size", "8", "--micro-batch-size", "4", "--num-workers", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "had", "train", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=60)
+        group_left = True
+        try:
+            os.killpg(proc.pid, 0)  # any process of the run's session left: its workers
+        except ProcessLookupError:
+            group_left = False
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # workers ignore SIGTERM
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    assert proc.returncode == 1, stderr
+    assert "features shard 1" in stderr and "checksum mismatch" in stderr, stderr
+    assert not group_left
