@@ -102,12 +102,9 @@ def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto
     if dtype not in DTYPES:
         raise HadError(f"teacher.dtype={dtype!r}: expected auto, {', '.join(DTYPES)}")
     local = Path(model)
-    if local.exists() and not (local / "config.json").is_file():
-        raise HadError(f"model {model}: directory has no config.json")
-    if local.is_dir():
-        config_dict = json.loads((local / "config.json").read_text())
-        if "auto_map" in config_dict and not trust_remote_code:
-            raise _remote_code_error(model)
+    config_dict = local_model_config(model, trust_remote_code)
+    if config_dict is not None and config_dict.get("model_type") == "had":
+        raise HadError(f"{model} is a had student, not a teacher (use it with had eval --model)")
     try:
         config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
         mlm = AutoModelForMaskedLM.from_pretrained(
@@ -137,6 +134,31 @@ def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto
         config_hash=hashlib.sha256(config_json.encode()).hexdigest(),
         fingerprint=_fingerprint(local if local.is_dir() else _hub_snapshot(model), encoder),
     )
+
+
+def local_model_config(model: str, trust_remote_code: bool = False) -> dict | None:
+    """config.json of a local model directory, None for a hub id; HadError for a path that cannot be a model
+    (a file, a missing path, a folder without config.json or weights, own modeling code without
+    trust_remote_code) rather than transformers' hub messages.
+
+    A hub id is "name" or "org/name": a missing path with more than one "/" (or starting with ".", "/", "~")
+    is a local one.
+    """
+    local = Path(model)
+    if local.is_file():
+        raise HadError(f"{model} is a file, expected a model directory or hub id")
+    if not local.is_dir():
+        if model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model:
+            raise HadError(f"no such directory: {model}")
+        return None
+    if not (local / "config.json").is_file():
+        raise HadError(f"model {model}: directory has no config.json")
+    config = json.loads((local / "config.json").read_text())
+    if "auto_map" in config and not trust_remote_code:
+        raise _remote_code_error(model)
+    if not any(p.suffix in WEIGHT_SUFFIXES for p in local.iterdir()):
+        raise HadError(f"{model} has config.json but no weights (model.safetensors or pytorch_model.bin)")
+    return config
 
 
 def absolute_local(path: str) -> str:

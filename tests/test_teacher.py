@@ -85,6 +85,42 @@ def test_bad_layer_and_missing_model(tiny, tmp_path):
         load_teacher(str(tiny), dtype="fp8")
 
 
+def test_paths_that_cannot_be_a_teacher_are_named(tiny, tmp_path, monkeypatch):
+    """Each wrong --teacher gets its own one-line reason instead of transformers' hub-id messages."""
+    from had.student import HadConfig
+    from had.student.modeling_had import HadForPretraining
+
+    student = tmp_path / "runs" / "ref" / "model"
+    HadForPretraining(HadConfig(d_model=16, n_gdn_layers=1, n_heads=2, head_dim=8, mlp_hidden=32, attn_heads=2,
+                                teacher_dim=16, gdn_impl="naive")).save_pretrained(student)
+    with pytest.raises(HadError, match=f"^{student} is a had student, not a teacher \\(use it with had eval --model\\)$"):
+        load_teacher(str(student))
+    with pytest.raises(HadError, match=r"^\S*g.fa is a file, expected a model directory or hub id$"):
+        load_teacher(str(shutil.copyfile(tiny / "vocab.txt", tmp_path / "g.fa")))
+    shutil.copytree(tiny, tmp_path / "tnw", ignore=shutil.ignore_patterns("*.safetensors"))
+    with pytest.raises(HadError, match=r"tnw has config.json but no weights \(model.safetensors or pytorch_model.bin\)"):
+        load_teacher(str(tmp_path / "tnw"))
+    monkeypatch.chdir(tmp_path)
+    for missing in ("runs/nosuch/model", "../teacher", "/nonexistent/teacher"):
+        with pytest.raises(HadError, match=f"^no such directory: {missing}$"):
+            load_teacher(missing)
+
+    # "org/name" that is no local folder is a hub id: handed to transformers as it is (offline here)
+    import transformers
+
+    asked = []
+
+    def offline(name, **kwargs):
+        asked.append(name)
+        raise OSError("offline")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", offline)
+    for hub_id in ("InstaDeepAI/nucleotide-transformer-v2-500m-multi-species", "nt-v2"):
+        with pytest.raises(HadError, match=f"model {hub_id}: not a local directory or reachable hub id"):
+            load_teacher(hub_id)
+    assert asked == ["InstaDeepAI/nucleotide-transformer-v2-500m-multi-species", "nt-v2"]
+
+
 def test_remote_code_checkpoint_needs_the_flag(tiny, tmp_path):
     ntv2 = SHARED / "reference" / "ntv2" / "v2-500m-multi-species"
     if not ntv2.is_dir():

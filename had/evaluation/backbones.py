@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -46,10 +45,11 @@ class Backbone:
 
 
 def load_backbone(model: str, trust_remote_code: bool = False) -> Backbone:
-    config = Path(model) / "config.json"
-    if config.is_file() and json.loads(config.read_text()).get("model_type") == "had":
+    from had.teacher import load_teacher, local_model_config
+
+    config = local_model_config(model, trust_remote_code)  # None for a hub id
+    if config is not None and config.get("model_type") == "had":
         return _load_had(model)
-    from had.teacher import load_teacher
 
     teacher = load_teacher(model, trust_remote_code=trust_remote_code, dtype="fp32", device="cpu")
     if Path(model).is_dir():

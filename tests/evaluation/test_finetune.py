@@ -36,6 +36,31 @@ def test_remote_code_checkpoint_needs_the_opt_in(tiny_esm, tmp_path):
         load_backbone(str(tmp_path))
 
 
+def test_paths_that_cannot_be_a_model_are_named(tiny_esm, tmp_path, monkeypatch):
+    """--model: a missing local path, a file, a folder without weights (an HF model's or a had student's)."""
+    import shutil
+
+    from had.student import HadConfig
+    from had.student.modeling_had import HadForPretraining
+
+    monkeypatch.chdir(tmp_path)
+    for missing in ("runs/nosuch/model", "./model", str(tmp_path / "model")):
+        with pytest.raises(HadError, match=f"^no such directory: {missing}$"):
+            load_backbone(missing)
+    (tmp_path / "seqs.fa").write_text(">a\nACGT\n")
+    with pytest.raises(HadError, match="seqs.fa is a file, expected a model directory or hub id"):
+        load_backbone("seqs.fa")
+    (tmp_path / "noweights").mkdir()
+    shutil.copyfile(tiny_esm / "config.json", tmp_path / "noweights" / "config.json")
+    with pytest.raises(HadError, match=r"noweights has config.json but no weights \(model.safetensors or pytorch"):
+        load_backbone("noweights")
+    HadForPretraining(HadConfig(d_model=16, n_gdn_layers=1, n_heads=2, head_dim=8, mlp_hidden=32, attn_heads=2,
+                                teacher_dim=8, gdn_impl="naive")).save_pretrained(tmp_path / "student")
+    (tmp_path / "student" / "model.safetensors").unlink()
+    with pytest.raises(HadError, match="student has config.json but no weights"):
+        load_backbone("student")
+
+
 def test_had_student_dir_loads_through_automodel(tmp_path):
     from had.student import HadConfig
     from had.student.modeling_had import HadForPretraining
