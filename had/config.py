@@ -269,8 +269,11 @@ def set_value(cfg: RunConfig, dotted: str, value: Any) -> None:
     """Set `section.key` on cfg, coerced to the field's type (`coerce`); student keys go through
     unchecked here (`check_student`). Value rules are checked once all values are set (`validate`)."""
     section, _, key = dotted.partition(".")
-    if not key or not hasattr(cfg, section):
+    sections = [f.name for f in dataclasses.fields(RunConfig)]
+    if not key:
         raise ConfigError(f"override '{dotted}': expected <section>.<key>")
+    if section not in sections:
+        raise ConfigError(f"override '{dotted}': unknown section '{section}' (sections: {', '.join(sections)})")
     target = getattr(cfg, section)
     if section == "student":
         target[key] = value

@@ -114,6 +114,9 @@ def test_eval_errors_are_clear(models, tmp_path):
             pipeline.run(_cfg(student, root, tmp_path / "o"))
     with pytest.raises(HadError, match="--compare .*no results.parquet"):
         pipeline.compare([str(tmp_path)], str(tmp_path / "cmp"))
+    with pytest.raises(HadError, match=r"override 'loss.lambda_distill': unknown section 'loss' \(sections: genome, "
+                                       r"teacher, .*eval"):
+        load_config("tiny", sets={"loss.lambda_distill": 5})
     (tmp_path / "afile").write_text("x")
     with pytest.raises(HadError, match="afile is an existing file"):
         pipeline.run(_cfg(student, tmp_path, tmp_path / "afile"))
