@@ -4,8 +4,8 @@ One GPU:
     had train --config had-1.1m --cache /data/hg38-cache --out runs/had-1.1m
 N GPUs on one machine (DDP; rank 0 logs and checkpoints):
     torchrun --nproc_per_node=N -m had train --config had-1.1m --cache /data/hg38-cache --out runs/had-1.1m
-Continue a run exactly where its last checkpoint left it: add `--resume` (refused when the cache,
-seed, batch sizes or step count differ from the checkpoint's run). SIGINT / SIGTERM finish the
+Continue a run exactly where its last checkpoint left it: add `--resume` (refused when the cache or
+any setting but the operational `_RESUME_MAY_CHANGE` ones differs from the checkpoint's run). SIGINT / SIGTERM finish the
 current step, save a checkpoint and exit, so an interrupted run resumes without losing work.
 
 Outputs under `--out`: config.yaml (resolved), metrics.jsonl (one line per `log_every` steps),
@@ -45,6 +45,19 @@ LOSS_KEYS = ("loss", "loss_distill", "loss_recon", "loss_mlm")
 # Manifest keys that do not decide the cached values (FORMAT.md): a cache moved, or rebuilt with the
 # same settings, is the same training data.
 _NOT_CACHE_IDENTITY = ("format_version", "created", "sources", "shards", "totals")
+# Settings that may change on --resume: they decide how a run is carried out, not what it computes
+# (every other genome, mask, train and student value must equal the checkpoint's run).
+_RESUME_MAY_CHANGE = (
+    "train.out",  # the run's folder, which may have been moved or copied
+    "train.resume",  # the flag itself
+    "train.num_workers",  # loader processes: the data order is a function of (seed, step) alone
+    "train.log_every",  # how often metrics are written, not what is trained
+    "train.checkpoint_every",  # when checkpoints are written ...
+    "train.keep_checkpoints",  # ... and how many are kept
+    "train.device",  # a run may continue on another machine
+    "train.compile",  # the same model, compiled or eager
+    "train.tensorboard",  # an extra copy of the metrics
+)
 
 
 @dataclass
@@ -75,7 +88,7 @@ def run(cfg: RunConfig, reader=None) -> Path:
     model_cfg = _student_config(cfg, reader.manifest)
     accum = _accumulation(tc, dd)
     ckpt_root = out / "checkpoints"
-    identity = _run_identity(cfg, reader.manifest)
+    identity = _run_identity(cfg, reader.manifest, model_cfg)
 
     torch.manual_seed(tc.seed)
     model = HadForPretraining(model_cfg).to(device)
@@ -93,7 +106,7 @@ def run(cfg: RunConfig, reader=None) -> Path:
         raise HadError(f"{out} already holds checkpoints ({latest.name}); pass --resume to continue it "
                        f"or choose another --out")
     if latest is not None:  # every check passes before anything in `out` is rewritten
-        start_step = _load_checkpoint(latest, model, optimizer, scheduler, model_cfg, identity, device)
+        start_step = _load_checkpoint(latest, model, optimizer, scheduler, identity, device)
     if dd.main:
         if latest is None and tc.resume:
             print(f"had train: no checkpoint in {out}: starting from step 0", flush=True)
@@ -422,13 +435,15 @@ def _cache_window(cfg: RunConfig, manifest: dict, dd: Dist) -> RunConfig:
     return dataclasses.replace(cfg, genome=dataclasses.replace(cfg.genome, window=manifest["window"]))
 
 
-def _run_identity(cfg: RunConfig, manifest: dict) -> dict:
+def _run_identity(cfg: RunConfig, manifest: dict, model_cfg: HadConfig) -> dict:
     """What a resumed run must share with its checkpoint's: the data (a hash per key of the cache's
-    identity), its order (seed, batch sizes) and the lr schedule (steps)."""
-    tc = cfg.train
-    return {"cache": {k: config_hash(v) for k, v in manifest.items() if k not in _NOT_CACHE_IDENTITY},
-            "train.seed": tc.seed, "train.batch_size": tc.batch_size, "train.micro_batch_size": tc.micro_batch_size,
-            "train.steps": tc.steps}
+    identity) and every genome, mask, train and student setting but `_RESUME_MAY_CHANGE`, by dotted
+    key, as plain JSON values (a tuple and the list it was read back as compare equal)."""
+    settings = {f"{section}.{k}": v for section in ("genome", "mask", "train")
+                for k, v in dataclasses.asdict(getattr(cfg, section)).items()}
+    settings |= {f"student.{k}": v for k, v in model_cfg.own_dict().items()}
+    run = json.loads(json.dumps({k: v for k, v in settings.items() if k not in _RESUME_MAY_CHANGE}))
+    return {"cache": {k: config_hash(v) for k, v in manifest.items() if k not in _NOT_CACHE_IDENTITY}, **run}
 
 
 def _student_config(cfg: RunConfig, manifest: dict) -> HadConfig:
@@ -460,12 +475,12 @@ def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, cfg: Ru
     tmp.rename(path)
 
 
-def _load_checkpoint(path: Path, model, optimizer, scheduler, model_cfg: HadConfig, identity: dict, device) -> int:
+def _load_checkpoint(path: Path, model, optimizer, scheduler, identity: dict, device) -> int:
     state = torch.load(path / "state.pt", map_location=device, weights_only=False)
-    _check_same_run(path, state.get("run"), identity)
-    if state["student"] != model_cfg.own_dict():
-        diff = {k for k in state["student"] if state["student"][k] != model_cfg.own_dict().get(k)}
-        raise HadError(f"--resume: {path} was trained with another student config (differs in {sorted(diff)})")
+    saved = state.get("run")
+    if saved is not None:  # checkpoints of a had that recorded fewer settings kept the student's apart
+        saved = {**json.loads(json.dumps({f"student.{k}": v for k, v in state["student"].items()})), **saved}
+    _check_same_run(path, saved, identity)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -480,11 +495,12 @@ def _load_checkpoint(path: Path, model, optimizer, scheduler, model_cfg: HadConf
 
 
 def _check_same_run(path: Path, saved: dict | None, identity: dict) -> None:
-    """--resume continues one run exactly: the same cache, seed, batch sizes and steps, or a HadError."""
+    """--resume continues one run exactly: the same cache and settings (`_run_identity`), or a HadError
+    naming each difference. A setting the checkpoint did not record (an older had) is not compared."""
     if saved is None:
         raise HadError(f"--resume: {path} was written by a had that did not record the run's cache, seed and "
                        f"batch sizes, so they cannot be checked; start the run again in another --out")
-    diff = [f"{k} {saved.get(k)} (now {v})" for k, v in identity.items() if k != "cache" and saved.get(k) != v]
+    diff = [f"{k} {saved[k]} (now {v})" for k, v in identity.items() if k != "cache" and k in saved and saved[k] != v]
     cache = sorted(k for k in saved["cache"].keys() | identity["cache"].keys()
                    if saved["cache"].get(k) != identity["cache"].get(k))
     if cache:

@@ -182,6 +182,16 @@ def _same_weights(a, b):
         torch.testing.assert_close(wb[name], wa[name], rtol=0, atol=0)
 
 
+def _mask(cfg, **kw):
+    cfg.mask.__dict__.update(kw)
+    return cfg
+
+
+def _student(cfg, **kw):
+    cfg.student.update(kw)
+    return cfg
+
+
 def test_resume_refuses_another_run_before_touching_it(tmp_path):
     cache = FakeCache(n_items=12, window=WINDOW)
     train.run(_cfg(tmp_path, steps=2), cache)
@@ -193,12 +203,18 @@ def test_resume_refuses_another_run_before_touching_it(tmp_path):
          r"train.batch_size 8 \(now 16\); train.micro_batch_size 4 \(now 8\)"),
         (_cfg(tmp_path, steps=2, resume=True), FakeCache(n_items=16, window=WINDOW),
          r"another cache \(its n_items differ\)"),
+        (_cfg(tmp_path, steps=2, resume=True, lr=0.1), cache, r"with train.lr 0.003 \(now 0.1\): resume"),
+        (_cfg(tmp_path, steps=2, resume=True, betas=(0.9, 0.99)), cache, r"train.betas \[0.9, 0.95\] \(now \[0.9, 0.99\]\)"),
+        (_student(_mask(_cfg(tmp_path, steps=2, resume=True), ratio=0.5), mlp_hidden=48), cache,
+         r"with mask.ratio 0.15 \(now 0.5\); student.mlp_hidden 64 \(now 48\): resume"),
     ]:
         with pytest.raises(HadError, match=named):
             train.run(cfg, cache_)
     assert {name: (tmp_path / name).read_bytes() for name in kept} == kept
-    # the same run resumes (nothing left to do); a checkpoint that did not record its run is refused
-    train.run(_cfg(tmp_path, steps=2, resume=True), cache)
+    # the same run resumes (nothing left to do), operational settings changed and recorded; a checkpoint
+    # that did not record its run is refused
+    train.run(_cfg(tmp_path, steps=2, resume=True, log_every=2, num_workers=1, keep_checkpoints=1), cache)
+    assert load_config(str(tmp_path / "config.yaml")).train.log_every == 2
     state_path = tmp_path / "checkpoints" / "step-2" / "state.pt"
     state = torch.load(state_path, weights_only=False)
     del state["run"]
