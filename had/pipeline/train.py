@@ -5,8 +5,9 @@ One GPU:
 N GPUs on one machine (DDP; rank 0 logs and checkpoints):
     torchrun --nproc_per_node=N -m had train --config had-1.1m --cache /data/hg38-cache --out runs/had-1.1m
 Continue a run exactly where its last checkpoint left it: add `--resume` (refused when the cache or
-any setting but the operational `_RESUME_MAY_CHANGE` ones differs from the checkpoint's run). SIGINT / SIGTERM finish the
-current step, save a checkpoint and exit, so an interrupted run resumes without losing work.
+any setting but the operational `_RESUME_MAY_CHANGE` ones differs from the checkpoint's run).
+SIGINT / SIGTERM finish the current step, save a checkpoint and exit, so an interrupted run resumes
+without losing work.
 
 Outputs under `--out`: config.yaml (resolved), metrics.jsonl (one line per `log_every` steps),
 checkpoints/step-N/ (last `keep_checkpoints`), model/ (a `save_pretrained` directory that
