@@ -234,8 +234,9 @@ def train(
     compile: Optional[bool] = typer.Option(
         None, "--compile/--no-compile", help="torch.compile the student (GDN ops stay eager)." + _default("train.compile")),
     resume: Optional[bool] = typer.Option(
-        None, "--resume/--no-resume", help="Continue exactly from the last checkpoint in --out; refused if the cache, seed, batch sizes or "
-             "steps differ (default: off)."),
+        None, "--resume/--no-resume", help="Continue exactly from the last checkpoint in --out; refused if the cache or any setting that shapes "
+             "the run differs (only operational ones such as --num-workers or --log-every may change; "
+             "default: off)."),
     checkpoint_every: Optional[int] = typer.Option(
         None, help="Save a checkpoint every N steps." + _default("train.checkpoint_every")),
     log_every: Optional[int] = typer.Option(None, help="Log a metrics line every N steps." + _default("train.log_every")),
