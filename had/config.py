@@ -298,6 +298,18 @@ def check_student(cfg: RunConfig) -> None:
     HadConfig.from_kwargs(dict(cfg.student))
 
 
+def changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """'key old (now new)' for every leaf that differs between two nested dicts, keys sorted (for messages)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} {a} (now {b})")
+    return out
+
+
 def config_hash(obj: Any) -> str:
     """Stable short hash of a JSON-able object (dataclass, dict, ...)."""
     import hashlib

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from had.config import RunConfig, coerce, load_config
+from had.config import RunConfig, changes, coerce, load_config
 from had.data import synthetic
 from had.errors import HadError
 from had.teacher_pretrain import TeacherPretrainConfig
@@ -308,23 +308,11 @@ def _check_settings(out: Path, exp: Experiment, cfg: RunConfig, seed: int) -> No
         out.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(settings, indent=1) + "\n")
         return
-    changed = _differences(json.loads(path.read_text()), settings)
+    changed = changes(json.loads(path.read_text()), settings)
     if changed:
         raise HadError(f"{out} holds an experiment with other settings ({'; '.join(changed[:6])}): use another --out "
                        "(a re-run into the same --out resumes it: only experiment.variants and "
                        "experiment.eval_teacher may change)")
-
-
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """'key old (now new)' for every leaf that differs between two nested dicts."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key} {a} (now {b})")
-    return out
 
 
 def _step(title: str) -> None:

@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
-from had.config import RunConfig, config_hash
+from had.config import RunConfig, changes, config_hash
 from had.errors import HadError
 from had.schedules import warmup_cosine
 from had.student import HadConfig, HadForPretraining, collate_cache_items
@@ -501,7 +501,8 @@ def _check_same_run(path: Path, saved: dict | None, identity: dict) -> None:
     if saved is None:
         raise HadError(f"--resume: {path} was written by a had that did not record the run's cache, seed and "
                        f"batch sizes, so they cannot be checked; start the run again in another --out")
-    diff = [f"{k} {saved[k]} (now {v})" for k, v in identity.items() if k != "cache" and k in saved and saved[k] != v]
+    recorded = [k for k in identity if k != "cache" and k in saved]
+    diff = changes({k: saved[k] for k in recorded}, {k: identity[k] for k in recorded})
     cache = sorted(k for k in saved["cache"].keys() | identity["cache"].keys()
                    if saved["cache"].get(k) != identity["cache"].get(k))
     if cache:
