@@ -5,14 +5,15 @@
 #
 #   bash benchmarks/fetch_gpu_wheels.sh        # then: bash benchmarks/gpu_pipeline.sh $OUT on the device
 #
-# dask / distributed are not fetched: with one GPU, cache-teacher runs in-process (`_run_local`), and a
-# dependency of a fetched wheel that is neither fetched nor in the image (numpy, packaging,
-# typing-extensions, pyyaml; device README's package list) fails this script instead of the device run.
+# dask / distributed and what they need beyond the image come too: bench_cache times the Dask runner
+# (GPU slots) beside the in-process one. A dependency of a fetched wheel that is neither fetched nor in
+# the image (device KINDS.md's package list) fails this script instead of the device run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-NAMES=(zarr numcodecs google-crc32c donfig)
-IMAGE_HAS=(numpy packaging typing-extensions pyyaml)
+NAMES=(zarr numcodecs google-crc32c donfig dask distributed partd locket tblib tornado zict)
+IMAGE_HAS=(numpy packaging typing-extensions pyyaml click cloudpickle fsspec toolz jinja2 msgpack psutil
+           sortedcontainers urllib3)
 LIMIT_MIB=40
 
 norm() { tr 'A-Z_.' 'a-z--' <<<"$1"; }  # PEP 503 name
@@ -32,8 +33,10 @@ missing=0
 for spec in "${specs[@]}"; do
     wheel=$(ls .whl/"$(tr - _ <<<"${spec%%==*}")"-"${spec##*==}"-*.whl)
     echo "fetched $(basename "$wheel") ($(du -k "$wheel" | cut -f1) KiB)"
-    # Requires-Dist lines without an `extra ==` marker: the wheel's hard dependencies.
+    # Requires-Dist lines without an `extra ==` marker, nor one for Pythons older than the image's 3.12:
+    # the wheel's hard dependencies there.
     for dep in $(unzip -p "$wheel" '*.dist-info/METADATA' | grep '^Requires-Dist:' | grep -v 'extra ==' \
+                 | grep -v -E 'python_version *< *"3\.(1[0-2]|[0-9])"' \
                  | sed -E 's/^Requires-Dist: *([A-Za-z0-9_.-]+).*/\1/'); do
         if [[ $known != *" $(norm "$dep") "* ]]; then
             echo "  needs $dep: neither fetched nor in the GPU image; add it to NAMES" >&2

@@ -5,7 +5,7 @@
 #   (b) had-1.1m training, compiled, reading a real on-disk fp16 cache evicted from the page cache,
 #       8 DataLoader workers: nt/s and the data-wait fraction (goal < 5 %).
 #
-#   bash benchmarks/fetch_gpu_wheels.sh                  # here, once: zarr & co. -> .whl/ (git-ignored)
+#   bash benchmarks/fetch_gpu_wheels.sh                  # here, once: zarr, dask & co. -> .whl/ (git-ignored)
 #   bash benchmarks/gpu_pipeline.sh $OUT                 # on the device, with .whl carried
 #   HAD_SMOKE=1 bash benchmarks/gpu_pipeline.sh /tmp/o   # here, on CPU: the same steps at toy sizes
 #
@@ -38,9 +38,9 @@ fi
 { date -u
   [[ $device == cuda ]] && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   echo "$(nproc) CPU cores; temp dir: $(df -hT "${TMPDIR:-/tmp}" | tail -1)"
-  "$py" -c "import importlib.metadata as m, sys, torch, triton, transformers, zarr, numcodecs, google_crc32c
+  "$py" -c "import importlib.metadata as m, sys, torch, triton, transformers, zarr, numcodecs, google_crc32c, distributed
 print('python', sys.version.split()[0], *(f'{n} {m.version(n)}' for n in ('torch', 'triton', 'transformers',
-      'numpy', 'zarr', 'numcodecs', 'google-crc32c', 'donfig', 'typing_extensions')), sep=', ')"
+      'numpy', 'zarr', 'numcodecs', 'google-crc32c', 'donfig', 'typing_extensions', 'dask', 'distributed')), sep=', ')"
 } 2>&1 | tee -a "$log"
 (( PIPESTATUS[0] == 0 )) || { echo "environment check failed (see above)" | tee -a "$log"; exit 1; }
 
