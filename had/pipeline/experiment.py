@@ -16,9 +16,10 @@
 
 The RunConfig every student shares comes from `had/configs/science-<preset>.yaml` (`--set` overrides
 it); the rest (genome size, tasks, teacher size, variants) is the `Experiment` preset below
-(`--set experiment.<key>=<value>` overrides it). Re-running into the same --out resumes: the teacher
-is reused when its config and genome match, students continue from their last checkpoint (a changed
-student config is an error), and finished fine-tuning runs are skipped.
+(`--set experiment.<key>=<value>` overrides it). Re-running into the same --out resumes: the teacher,
+the cache and trained students are reused and finished fine-tuning runs skipped. Only the models
+(`experiment.variants`, `experiment.eval_teacher`) may change then: other settings are refused
+before anything is written (`experiment.json` in --out records them).
 """
 from __future__ import annotations
 
