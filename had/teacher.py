@@ -221,17 +221,24 @@ def _hub_snapshot(model: str) -> Path:
         return Path("/nonexistent")
 
 
-def _fingerprint(local: Path, encoder: nn.Module) -> str:
-    """sha256 over the weight files of a local dir (sorted by name), else over the state_dict bytes."""
+def files_fingerprint(paths) -> str:
+    """sha256 over the names and bytes of files (streamed), in name order: the same files give the
+    same fingerprint wherever their folder is."""
     h = hashlib.sha256()
-    files = sorted(p for p in local.glob("*") if p.suffix in WEIGHT_SUFFIXES) if local.is_dir() else []
+    for path in sorted(paths, key=lambda p: p.name):
+        h.update(path.name.encode())
+        with path.open("rb") as f:
+            while block := f.read(1 << 24):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _fingerprint(local: Path, encoder: nn.Module) -> str:
+    """sha256 over the weight files of a local dir (`files_fingerprint`), else over the state_dict bytes."""
+    files = [p for p in local.glob("*") if p.suffix in WEIGHT_SUFFIXES] if local.is_dir() else []
     if files:
-        for path in files:
-            h.update(path.name.encode())
-            with path.open("rb") as f:
-                while block := f.read(1 << 24):
-                    h.update(block)
-        return h.hexdigest()
+        return files_fingerprint(files)
+    h = hashlib.sha256()
     for name, tensor in sorted(encoder.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())

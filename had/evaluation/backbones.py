@@ -78,17 +78,10 @@ def _load_had(model: str) -> Backbone:
 
 
 def _folder_fingerprint(folder: Path) -> str:
-    """sha256 over config.json and the weight files of a saved model (names and bytes, by name):
-    the same files give the same fingerprint wherever the folder is."""
-    from had.teacher import WEIGHT_SUFFIXES
+    """Fingerprint of a saved model: its config.json and weight files (`files_fingerprint`)."""
+    from had.teacher import WEIGHT_SUFFIXES, files_fingerprint
 
-    h = hashlib.sha256()
-    for path in sorted(p for p in folder.iterdir() if p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES):
-        h.update(path.name.encode())
-        with path.open("rb") as f:
-            while block := f.read(1 << 24):
-                h.update(block)
-    return h.hexdigest()
+    return files_fingerprint(p for p in folder.iterdir() if p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES)
 
 
 def encode_nucleotides(seqs: Sequence[str]) -> dict[str, np.ndarray]:

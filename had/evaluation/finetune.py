@@ -31,9 +31,9 @@ import torch.nn.functional as F
 
 from had.data.benchmarks import BenchmarkTask, Split
 from had.errors import HadError
-from had.schedules import warmup_cosine
 from had.evaluation.backbones import Backbone, SequenceClassifier
 from had.evaluation.metrics import metric_for, score
+from had.schedules import warmup_cosine
 
 DEFAULT_EPOCHS = {"nt": 20, "gb": 10, "gue": 10}
 
@@ -178,8 +178,6 @@ def evaluate(model: torch.nn.Module, split: Encoded, metric: str, n_classes: int
              device: torch.device) -> float:
     """`metric` over the whole split's predictions at once (never a mean over batches)."""
     return score(metric, split.labels.numpy(), predict(model, split, batch_size, device), n_classes)
-
-
 
 
 def _init_head(head: torch.nn.Linear, seed: int) -> None:
