@@ -18,6 +18,8 @@ from had.config import load_config  # noqa: E402
 from had.errors import HadError  # noqa: E402
 from had.pipeline import train  # noqa: E402
 from had.student import HadModel  # noqa: E402
+from had.training import checkpoint  # noqa: E402
+from had.training.sampler import StepBatchSampler  # noqa: E402
 
 WINDOW = 48
 GOLDEN = Path(__file__).resolve().parents[1] / "student" / "golden_train_tiny.jsonl"
@@ -46,17 +48,17 @@ def test_resume_is_exact(tmp_path, monkeypatch):
     cache = FakeCache(n_items=20, window=WINDOW)  # 20 items: steps straddle epochs
     straight = train.run(_cfg(tmp_path / "a"), cache)
 
-    save = train._save_checkpoint
+    save = checkpoint.write
 
     def save_then_die(path, *args):
         save(path, *args)
         if path.name == "step-2":
             raise Killed
 
-    monkeypatch.setattr(train, "_save_checkpoint", save_then_die)
+    monkeypatch.setattr(checkpoint, "write", save_then_die)
     with pytest.raises(Killed):
         train.run(_cfg(tmp_path / "b"), cache)
-    monkeypatch.setattr(train, "_save_checkpoint", save)
+    monkeypatch.setattr(checkpoint, "write", save)
     with pytest.raises(HadError, match="--resume"):
         train.run(_cfg(tmp_path / "b"), cache)
     resumed = train.run(_cfg(tmp_path / "b", resume=True), cache)
@@ -90,15 +92,15 @@ def test_outputs_and_logged_metrics(tmp_path):
 
 def test_sampler_order_is_a_function_of_step():
     n, steps = 13, 5
-    full = list(train.StepBatchSampler(n, 8, 2, 0, 1, seed=1, start_step=0, steps=steps))
-    late = list(train.StepBatchSampler(n, 8, 2, 0, 1, seed=1, start_step=2, steps=steps))
+    full = list(StepBatchSampler(n, 8, 2, 0, 1, seed=1, start_step=0, steps=steps))
+    late = list(StepBatchSampler(n, 8, 2, 0, 1, seed=1, start_step=2, steps=steps))
     assert late == full[2 * 4:]
     # every epoch is a permutation of the items
     flat = np.concatenate(full)
     for e in range(len(flat) // n):
         assert sorted(flat[e * n:(e + 1) * n]) == list(range(n))
     # two ranks split each global batch into disjoint halves of the single-rank stream
-    ranks = [list(train.StepBatchSampler(n, 8, 2, r, 2, seed=1, start_step=0, steps=steps)) for r in (0, 1)]
+    ranks = [list(StepBatchSampler(n, 8, 2, r, 2, seed=1, start_step=0, steps=steps)) for r in (0, 1)]
     for s in range(steps):
         single = np.concatenate(full[4 * s:4 * s + 4])
         both = np.concatenate(ranks[0][2 * s:2 * s + 2] + ranks[1][2 * s:2 * s + 2])
