@@ -30,6 +30,7 @@ import torch
 
 from had.config import RunConfig
 from had.errors import HadError
+from had.optim import decay_groups
 from had.schedules import warmup_cosine
 from had.student import HadConfig, HadForPretraining
 from had.training import loop
@@ -59,12 +60,8 @@ def run(cfg: RunConfig, reader=None) -> Path:
 
     torch.manual_seed(tc.seed)
     model = HadForPretraining(model_cfg).to(device)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2 or "embed" in n]  # norms, biases, gates, embeddings
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=tc.lr, betas=tuple(tc.betas), fused=device.type == "cuda",
-    )
+    optimizer = torch.optim.AdamW(decay_groups(model, tc.weight_decay), lr=tc.lr, betas=tuple(tc.betas),
+                                  fused=device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(tc.steps, tc.warmup_fraction))
     start = checkpointer.restore(model, optimizer, scheduler, device)
     if dd.main:
