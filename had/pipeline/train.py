@@ -31,6 +31,7 @@ import torch
 from had.config import RunConfig
 from had.errors import HadError
 from had.optim import decay_groups
+from had.runtime import autocast
 from had.schedules import warmup_cosine
 from had.student import HadConfig, HadForPretraining
 from had.training import loop
@@ -79,7 +80,7 @@ def run(cfg: RunConfig, reader=None) -> Path:
               f"({model.param_counts()}); {len(reader):,} window-views; steps {start}->{tc.steps}, "
               f"global batch {tc.batch_size} = {dd.world} rank(s) x {accum} x {tc.micro_batch_size}", flush=True)
 
-    loop.Loop(tc, dd, device, model, net, optimizer, scheduler, loader, accum, loop.autocast(tc.precision, device),
+    loop.Loop(tc, dd, device, model, net, optimizer, scheduler, loader, accum, autocast(tc.precision, device),
               loss_keys(model_cfg), checkpointer, logger).run(start)
 
     if dd.main:

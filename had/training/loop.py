@@ -56,14 +56,6 @@ def device(option: str, dd: Dist) -> torch.device:
     return torch.device("cuda", dd.local_rank)
 
 
-def autocast(precision: str, device: torch.device):
-    if precision not in ("auto", "fp32", "bf16"):
-        raise HadError(f"train.precision must be auto, fp32 or bf16, got {precision!r}")
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
 def accumulation(tc, dd: Dist) -> int:
     """Micro-batches per optimizer step on each rank."""
     per_step = tc.micro_batch_size * dd.world
