@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from had.errors import HadError
+from had.runtime import resolve_device
 from had.training.checkpoint import Checkpointer
 from had.training.metrics import LOSS_KEYS, MetricsLogger, Window
 from had.training.sampler import batches
@@ -46,14 +47,16 @@ def init_distributed(use_cuda: bool) -> Dist:
 
 
 def device(option: str, dd: Dist) -> torch.device:
-    if option not in ("auto", "cpu", "cuda"):
-        raise HadError(f"train.device must be auto, cpu or cuda, got {option!r}")
-    if option == "cuda" and not torch.cuda.is_available():
-        raise HadError("train.device=cuda but no CUDA device is visible")
-    if option == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    torch.cuda.set_device(dd.local_rank)
-    return torch.device("cuda", dd.local_rank)
+    """train.device by had.runtime's rule; auto and cuda take GPU LOCAL_RANK (each DDP rank its own)."""
+    if dd.world > 1 and option.startswith("cuda:"):
+        raise HadError(f"train.device={option}: under torchrun each rank takes the GPU of its LOCAL_RANK; "
+                       f"use auto or cuda")
+    device = resolve_device(option, "train.device")
+    if device.type == "cpu":
+        return device
+    device = torch.device("cuda", dd.local_rank if device.index is None else device.index)
+    torch.cuda.set_device(device)
+    return device
 
 
 def accumulation(tc, dd: Dist) -> int:

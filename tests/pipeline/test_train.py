@@ -281,6 +281,15 @@ def test_window_comes_from_the_cache(tmp_path, capsys):
     assert cfg.genome.window == 1024  # the caller's config is not modified
 
 
+def test_device_takes_a_gpu_index(tmp_path, monkeypatch):
+    """train.device accepts cuda:N as every device option does (had.runtime); without CUDA it is refused."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = load_config("tiny", {"train.device": "cuda:1", "train.out": str(tmp_path)})
+    with pytest.raises(HadError, match="train.device=cuda:1: no CUDA device visible"):
+        train.run(cfg, FakeCache(n_items=8, window=WINDOW))
+    assert not tmp_path.joinpath("checkpoints").exists()
+
+
 def test_out_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(HadError, match="afile is an existing file"):
