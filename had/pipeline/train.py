@@ -68,20 +68,17 @@ def run(cfg: RunConfig, reader=None) -> Path:
     if dd.main:
         _prepare_out(out, resolved, start)
 
-    net = model
-    if tc.compile:
-        net = torch.compile(net)
-    if dd.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    net = loop.wrap(model, tc.compile, dd, device)
     loader = make_loader(reader, tc, dd.rank, dd.world, start, device)
+    precision = autocast(tc.precision, device)
     logger = MetricsLogger(out, tc.tensorboard) if dd.main else None
     if dd.main:
         print(f"had train: {sum(p.numel() for p in model.had.parameters()):,} encoder parameters "
               f"({model.param_counts()}); {len(reader):,} window-views; steps {start}->{tc.steps}, "
               f"global batch {tc.batch_size} = {dd.world} rank(s) x {accum} x {tc.micro_batch_size}", flush=True)
 
-    loop.Loop(tc, dd, device, model, net, optimizer, scheduler, loader, accum, autocast(tc.precision, device),
-              loss_keys(model_cfg), checkpointer, logger).run(start)
+    loop.Loop(tc, dd, device, model, net, optimizer, scheduler, loader, accum, precision, loss_keys(model_cfg),
+              checkpointer, logger).run(start)
 
     if dd.main:
         model.save_pretrained(out / "model")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from had.config import TrainConfig
 from had.errors import HadError
 from had.runtime import resolve_device
 from had.training.checkpoint import Checkpointer
@@ -59,7 +60,15 @@ def device(option: str, dd: Dist) -> torch.device:
     return device
 
 
-def accumulation(tc, dd: Dist) -> int:
+def wrap(model: torch.nn.Module, compile: bool, dd: Dist, device: torch.device) -> torch.nn.Module:
+    """What runs forward: `model`, compiled on request, in DDP across ranks."""
+    net = torch.compile(model) if compile else model
+    if dd.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+    return net
+
+
+def accumulation(tc: TrainConfig, dd: Dist) -> int:
     """Micro-batches per optimizer step on each rank."""
     per_step = tc.micro_batch_size * dd.world
     if tc.batch_size % per_step:
@@ -73,7 +82,7 @@ class Loop:
     """One run's training objects. `model` is what is saved; `net` what runs forward (the model,
     compiled and/or DDP-wrapped); `loader` yields the micro-batches of steps [start, tc.steps)."""
 
-    tc: object  # TrainConfig
+    tc: TrainConfig
     dd: Dist
     device: torch.device
     model: torch.nn.Module

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from had.config import TrainConfig
 from had.student import collate_cache_items
 
 
@@ -53,7 +54,7 @@ class StepBatchSampler(Sampler):
         return np.concatenate(parts)
 
 
-def make_loader(reader, tc, rank: int, world: int, start_step: int, device: torch.device) -> DataLoader:
+def make_loader(reader, tc: TrainConfig, rank: int, world: int, start_step: int, device: torch.device) -> DataLoader:
     """Collated micro-batches (`collate_cache_items`) of `reader`'s items for steps [start_step, tc.steps)."""
     sampler = StepBatchSampler(len(reader), tc.batch_size, tc.micro_batch_size, rank, world,
                                tc.seed, start_step, tc.steps)
