@@ -13,9 +13,8 @@ Outputs under `--out`: config.yaml (resolved), metrics.jsonl (one line per `log_
 checkpoints/step-N/ (last `keep_checkpoints`), model/ (a `save_pretrained` directory that
 `had eval --model` and `AutoModel.from_pretrained` load after `import had.student`).
 
-The data order is a pure function of (seed, step): every optimizer step reads global-batch slice
-`step` of an endless stream of seeded per-epoch permutations, rank r taking its contiguous share.
-A checkpoint therefore only needs the step to put the data loader back where it was.
+The data order is a pure function of (seed, step) (`had.training.sampler`), so a checkpoint only
+needs the step to put the data loader back where it was.
 
 `run` builds the run (cache checks, student, optimizer, checkpoint to resume) and hands it to
 `had.training.loop.Loop`; checkpoints live in `had.training.checkpoint`, the data order in
