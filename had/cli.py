@@ -243,7 +243,7 @@ def train(
     tensorboard: Optional[bool] = typer.Option(
         None, "--tensorboard/--no-tensorboard", help="Also write TensorBoard logs." + _default("train.tensorboard")),
     seed: Optional[int] = typer.Option(None, help="Seed for initialisation and data order." + _default("train.seed")),
-    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda." + _default("train.device")),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N." + _default("train.device")),
     set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP + " Student keys: --set student.d_model=96."),
 ) -> None:
     """Train the HAD student on a teacher cache (the teacher is never loaded).

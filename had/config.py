@@ -100,7 +100,7 @@ class TrainConfig:
     resume: bool = False
     tensorboard: bool = False
     seed: int = 0
-    device: str = "auto"
+    device: str = "auto"  # auto | cpu | cuda | cuda:<index> (had.runtime.resolve_device)
 
 
 @dataclass
@@ -215,7 +215,7 @@ RULES: dict[str, Rule] = {
     "train.checkpoint_every": _at_least(1),
     "train.keep_checkpoints": _at_least(1),
     "train.seed": _at_least(0),
-    "train.device": _one_of("auto", "cpu", "cuda"),
+    "train.device": _device("auto", "cpu", "cuda"),
     "eval.benchmark": _one_of(*BENCHMARKS),
     "eval.nt_version": _one_of(*NT_VERSIONS),
     "eval.lrs": _positive(),

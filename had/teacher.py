@@ -27,6 +27,7 @@ from torch import nn
 from had.data.tokenizer import DEFAULT_DIR as TOKENIZER_DIR
 from had.data.tokenizer import NTv2Tokenizer
 from had.errors import HadError
+from had.runtime import resolve_device
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TOKENIZER_FILES = ("vocab.txt", "special_tokens_map.json", "tokenizer_config.json")
@@ -125,9 +126,9 @@ def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto
 
     hf_logging.disable_progress_bar()
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    device = resolve_device(device, "teacher.device")
     if dtype == "auto":
-        dtype = "bf16" if device.startswith("cuda") else "fp32"
+        dtype = "bf16" if device.type == "cuda" else "fp32"
     if dtype not in DTYPES:
         raise HadError(f"teacher.dtype={dtype!r}: expected auto, {', '.join(DTYPES)}")
     local = Path(model)

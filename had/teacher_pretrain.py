@@ -29,6 +29,7 @@ from had.data.masking import sample_kmers
 from had.data.tokenizer import DEFAULT_DIR as TOKENIZER_DIR
 from had.data.tokenizer import NTv2Tokenizer
 from had.errors import HadError
+from had.runtime import resolve_device
 from had.schedules import warmup_cosine
 from had.teacher import TOKENIZER_FILES, build_tiny_teacher
 
@@ -53,7 +54,7 @@ class TeacherPretrainConfig:
     val_windows: int = 256
     log_every: int = 50
     seed: int = 0
-    device: str = "cpu"
+    device: str = "cpu"  # auto | cpu | cuda | cuda:<index>
 
 
 @dataclass
@@ -105,7 +106,8 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
     tmp = Path(out_dir).with_name(Path(out_dir).name + ".init")
     build_tiny_teacher(tmp, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
                        seed=cfg.seed)
-    model = EsmForMaskedLM.from_pretrained(tmp).to(cfg.device).train()
+    device = resolve_device(cfg.device, "teacher.device")
+    model = EsmForMaskedLM.from_pretrained(tmp).to(device).train()
     shutil.rmtree(tmp)
     params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
@@ -120,7 +122,7 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
         ids = batch["input_ids"]
         counts += np.bincount(ids[tok.is_kmer(ids)], minlength=tok.vocab_size)
         masked = np.stack([sample_kmers(tok.is_kmer(row), cfg.mask_ratio, rng) for row in ids])
-        loss = _mlm_loss(model, ids, batch["attention_mask"], masked, tok, cfg.device)[0]
+        loss = _mlm_loss(model, ids, batch["attention_mask"], masked, tok, device)[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -135,7 +137,7 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
 
     model.eval()
     with torch.no_grad():
-        val_loss, val_acc = _mlm_loss(model, val_ids, val_attn, val_mask, tok, cfg.device)
+        val_loss, val_acc = _mlm_loss(model, val_ids, val_attn, val_mask, tok, device)
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir, safe_serialization=True)
     for name in TOKENIZER_FILES:
@@ -197,7 +199,7 @@ def _unigram_loss(counts: np.ndarray, is_kmer: np.ndarray, targets: np.ndarray) 
 
 
 def _mlm_loss(model, ids: np.ndarray, attention_mask: np.ndarray, masked: np.ndarray, tok: NTv2Tokenizer,
-              device: str):
+              device: torch.device):
     """Mean cross-entropy and accuracy over the masked tokens; ids, attention_mask int64 [B, T], masked bool [B, T]."""
     ids_t = torch.from_numpy(ids).to(device)
     masked_t = torch.from_numpy(masked).to(device)

@@ -88,6 +88,7 @@ BAD_VALUES = [
     ("train.betas", [0.9, 1.0], r"train.betas=\[0.9, 1.0\]: must lie in \[0, 1\)"),
     ("train.precision", "fp16", "train.precision='fp16'"),
     ("train.checkpoint_every", 0, "train.checkpoint_every=0"),
+    ("train.device", "gpu", "train.device='gpu': must be auto, cpu, cuda or cuda:<index>"),
     ("eval.lrs", [], r"eval.lrs=\[\]: give at least one learning rate"),
     ("eval.lrs", [1e-3, -1], r"eval.lrs=\[0.001, -1.0\]: must be > 0"),
     ("eval.epochs", 0, "eval.epochs=0: must be >= 1"),

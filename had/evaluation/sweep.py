@@ -25,6 +25,7 @@ from had.errors import HadError
 from had.evaluation.backbones import Backbone, load_backbone
 from had.evaluation.finetune import Protocol, finetune, prepare
 from had.evaluation.results import append_results, read_results, run_key
+from had.runtime import resolve_device
 from had.teacher import absolute_local
 
 
@@ -115,7 +116,7 @@ def _check_resumable(sweep: Sweep, rows, path) -> None:
 
 
 def _run_local(sweep: Sweep, todo):
-    device = _device(sweep.device)
+    device = resolve_device(sweep.device, "eval.device")
     for task, lr, seed in todo:
         yield _run_one(sweep, task, lr, seed, device)
 
@@ -144,7 +145,7 @@ def _run_remote(sweep: Sweep, task: str, lr: float, seed: int) -> dict:
     """Runs on a Dask worker; worker i of a local cluster takes GPU i mod n_gpus."""
     from dask.distributed import get_worker
 
-    device = _device(sweep.device)
+    device = resolve_device(sweep.device, "eval.device")
     if device.type == "cuda" and str(get_worker().name).isdigit():
         device = torch.device("cuda", int(get_worker().name) % torch.cuda.device_count())
     return _run_one(sweep, task, lr, seed, device)
@@ -167,10 +168,3 @@ def _prepared(sweep: Sweep, task: str):
     data = load_task(sweep.benchmark, sweep.data_root, task, sweep.nt_version or "revised")
     return prepare(data, _backbone(sweep.model, sweep.trust_remote_code), sweep.protocol)
 
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise HadError(f"eval.device={name}: no CUDA device visible")
-    return torch.device(name)

@@ -50,6 +50,7 @@ from had.data import alphabet
 from had.data.fasta import FastaFile, WindowTable, fasta_fingerprint, iter_windows
 from had.data.masking import grouping_mask
 from had.errors import HadError
+from had.runtime import resolve_device
 from had.teacher import Teacher, absolute_local, load_teacher
 
 PLAN_SAMPLE = 2048  # windows tokenized to estimate token counts in the plan
@@ -543,7 +544,8 @@ class _GPUCluster:
 def _resolved_teacher(cfg: RunConfig) -> dict:
     """TeacherConfig fields with device and dtype resolved (they decide the values, so they are recorded)."""
     t: TeacherConfig = cfg.teacher
-    device = t.device if t.device != "auto" else ("cuda" if _gpu_count() or cfg.cache.scheduler else "cpu")
+    local = resolve_device("auto", "teacher.device").type
+    device = t.device if t.device != "auto" else ("cuda" if cfg.cache.scheduler else local)  # a cluster's workers have GPUs
     dtype = t.dtype if t.dtype != "auto" else ("bf16" if device.startswith("cuda") else "fp32")
     return dataclasses.asdict(t) | {"device": device, "dtype": dtype}
 
