@@ -330,7 +330,7 @@ def prepare_items(job: ShardJob, teacher: Teacher) -> list[dict]:
         if len(ids) + 1 > teacher.max_tokens:
             raise HadError(f"window {job.contigs[job.contig[r]]}:{job.start[r]} has {len(ids) + 1} teacher tokens, "
                            f"more than {teacher.name} takes ({teacher.max_tokens}); lower genome.max_n_fraction")
-        token_masked, nt_mask = grouping_mask(ids, spans, len(codes), mask["ratio"], mask["seed"],
+        token_masked, nt_mask = grouping_mask(tok.maskable(ids), spans, len(codes), mask["ratio"], mask["seed"],
                                               int(job.window_id[r]), view)
         shown = np.where(token_masked, tok.mask_id, ids) if mask["teacher_input"] == "masked" else ids
         items.append({"nucleotides": codes, "nt_mask": nt_mask, "spans": spans, "token_masked": token_masked,
@@ -560,7 +560,7 @@ def _count_tokens(cfg: RunConfig, windows: WindowTable, teacher: Teacher, n_view
         contig, start, end = windows.locus(int(r))
         ids, spans = teacher.tokenizer.tokenize(fasta.fetch(contig, start, end))
         # Token counts are the same for a window and its reverse complement (same N runs).
-        masked, _ = grouping_mask(ids, spans, end - start, cfg.mask.ratio, cfg.mask.seed, 0, 0)
+        masked, _ = grouping_mask(teacher.tokenizer.maskable(ids), spans, end - start, cfg.mask.ratio, cfg.mask.seed, 0, 0)
         tokens += len(ids) + 1
         visible += len(ids) - int(masked.sum())
     scale = len(windows) * n_views / len(sample)

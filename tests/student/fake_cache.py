@@ -34,7 +34,7 @@ class FakeCache:
     def __getitem__(self, i: int) -> dict:
         nuc = self.seqs[i]
         ids, spans = self.tok.tokenize(nuc)
-        token_masked, nt_mask = grouping_mask(ids, spans, len(nuc), 0.15, self.seed, i, 0)
+        token_masked, nt_mask = grouping_mask(self.tok.maskable(ids), spans, len(nuc), 0.15, self.seed, i, 0)
         return {"nucleotides": nuc, "nt_mask": nt_mask, "spans": spans, "token_masked": token_masked,
                 "features": self.table[ids[~token_masked]]}
 
