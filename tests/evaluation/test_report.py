@@ -94,7 +94,6 @@ def test_no_published_rows_beside_tasks_that_were_never_published():
 
 
 def test_shipped_published_csv_is_the_reference_copy():
-
     reference = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "published_baselines.csv"
     if not reference.is_file():
         pytest.skip(f"{reference} absent (the shared reference data is not mounted)")
