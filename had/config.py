@@ -55,15 +55,17 @@ class TeacherConfig:
     layer: int = -1  # hidden-state index to cache; -1 = last (after the final norm)
     max_tokens_per_batch: int = 65536  # teacher tokens per forward batch, padding included
     device: str = "auto"  # auto | cpu | cuda
+    tokenizer: str = "auto"  # family of its tokenizer files: auto (detected) | kmer | bpe | char
 
 
 @dataclass
 class MaskConfig:
-    ratio: float = 0.15  # fraction of 6-mer teacher tokens masked (stage 1)
+    ratio: float = 0.15  # fraction of maskable teacher tokens masked (stage 1; NTv2: the 6-mers)
     views: int = 1  # independent mask draws per window
     reverse_complement: bool = False  # add a reverse-complement view for every mask view
     teacher_input: str = "masked"  # masked | full: what the teacher sees at masked tokens
     seed: int = 0
+    span_tokens: int = 1  # mask runs of this many consecutive teacher tokens (single-nucleotide teachers: spans of nt)
 
 
 @dataclass
@@ -190,10 +192,12 @@ RULES: dict[str, Rule] = {
     "teacher.layer": _at_least(-1, " (-1 = the last layer)"),
     "teacher.max_tokens_per_batch": _at_least(1),
     "teacher.device": _device("auto", "cpu", "cuda"),
+    "teacher.tokenizer": _one_of("auto", "kmer", "bpe", "char"),
     "mask.ratio": _fraction(low_open=True),
     "mask.views": _at_least(1),
     "mask.teacher_input": _one_of("masked", "full"),
     "mask.seed": _at_least(0),
+    "mask.span_tokens": _at_least(1),
     "cache.shard_windows": _at_least(1),
     "cache.feature_dtype": _one_of("fp16", "bf16", "int8"),
     "cache.workers": _at_least(0),

@@ -41,6 +41,7 @@ class NTv2Tokenizer(TeacherTokenizer):
     """Teacher tokenizer built from an NTv2 tokenizer folder (vocab.txt + special_tokens_map.json)."""
 
     family = "kmer"
+    longest_token = KMER
 
     def __init__(self, vocab: list[str], specials: dict[str, str], vocab_bytes: bytes, source: str):
         self.vocab = vocab

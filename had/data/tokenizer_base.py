@@ -36,6 +36,7 @@ class TeacherTokenizer:
     prefix_ids: np.ndarray  # int64 [p]: specials before the sequence
     suffix_ids: np.ndarray  # int64 [s]: specials after it
     padding_side: str = "right"  # where batch_encode pads (HyenaDNA / Caduceus: left)
+    longest_token: int  # most nucleotides one token spans (NTv2 6, DNABERT-2 BPE 32, char 1)
     _maskable: np.ndarray  # bool [vocab_size], see maskable
 
     @property
@@ -45,6 +46,10 @@ class TeacherTokenizer:
     @property
     def n_specials(self) -> int:
         return len(self.prefix_ids) + len(self.suffix_ids)
+
+    def fewest_tokens(self, length: int) -> int:
+        """A lower bound on the teacher input of a `length`-nt window, specials included."""
+        return -(-length // self.longest_token) + self.n_specials
 
     def tokenize(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nucleotide codes uint8 [L] (0..4) -> ids int64 [n], spans int32 [n, 2] = (start, length) in nt,

@@ -50,6 +50,7 @@ class HFTokenizer(TeacherTokenizer):
             raise HadError(f"{source}/tokenizer_config.json: padding_side {self.padding_side!r}, expected left or right")
         self.prefix_ids, self.suffix_ids = _specials_around(backend)
         self._maskable = np.array([len(t) > 0 and set(t) <= set("ACGT") for t in self.vocab])
+        self.longest_token = max(len(t) for t, m in zip(self.vocab, self._maskable) if m)
 
 
 class BPETokenizer(HFTokenizer):
