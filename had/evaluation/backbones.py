@@ -3,9 +3,10 @@
 Two kinds of backbone, one interface (`Backbone`):
 - a `had` student directory (`had train`'s `<out>/model/`, detected by config.json
   `model_type: "had"`): `AutoModel` after `import had.student`; one token per nucleotide.
-- any HF masked-LM / encoder (hub id or directory), NTv2 included: loaded by
-  `had.teacher.load_teacher` (the same path as the teacher cache), tokenized with NTv2's
-  6-mer tokenizer. Real NTv2 needs `trust_remote_code` (opt-in).
+- any HF masked-LM / encoder (hub id or directory) with a tokenizer of one of had's families
+  (NTv2 k-mers, BPE such as DNABERT-2, single nucleotide): loaded by `had.teacher.load_teacher`
+  (the same path as the teacher cache), tokenized by its own files, padded on its own side; an
+  unsupported tokenizer is refused in one line. Real NTv2 needs `trust_remote_code` (opt-in).
 
     backbone = load_backbone("runs/had/model")
     batch = backbone.encode(["ACGTN", "ACG"])          # input_ids, attention_mask int64 [2, T]
