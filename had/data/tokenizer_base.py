@@ -56,6 +56,10 @@ class TeacherTokenizer:
         the spans tiling [0, L) in order; no special tokens."""
         raise NotImplementedError
 
+    def tokenize_batch(self, windows: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``tokenize`` of every window; a family may do them at once (BPE: in HF's thread pool)."""
+        return [self.tokenize(codes) for codes in windows]
+
     def maskable(self, ids: np.ndarray) -> np.ndarray:
         """bool [...] for ids int [...]: tokens the grouping mask may draw (never N / [UNK] / specials)."""
         return self._maskable[np.asarray(ids)]

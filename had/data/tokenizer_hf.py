@@ -65,11 +65,20 @@ class BPETokenizer(HFTokenizer):
 
     def tokenize(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         text = alphabet.decode(check_codes(codes))
-        ids = np.array(self._backend.encode(text, add_special_tokens=False).ids, dtype=np.int64)
+        return self._with_spans(self._backend.encode(text, add_special_tokens=False).ids, len(text))
+
+    def tokenize_batch(self, windows: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        texts = [alphabet.decode(check_codes(codes)) for codes in windows]
+        encodings = self._backend.encode_batch_fast(texts, add_special_tokens=False)  # all cores, GIL released
+        return [self._with_spans(e.ids, len(t)) for e, t in zip(encodings, texts)]
+
+    def _with_spans(self, ids: list[int], length: int) -> tuple[np.ndarray, np.ndarray]:
+        """ids int64 [n] and spans int32 [n, 2] from HF's ids of a `length`-nt window."""
+        ids = np.array(ids, dtype=np.int64)
         lengths = self._length[ids]
         ends = np.cumsum(lengths, dtype=np.int32)
-        if ends.size and ends[-1] != len(text):  # a normalizer or added token we did not expect
-            raise HadError(f"{self.source}: BPE tokens of a {len(text)}-nt window cover {ends[-1]} nt")
+        if ends.size and ends[-1] != length:  # a normalizer or added token we did not expect
+            raise HadError(f"{self.source}: BPE tokens of a {length}-nt window cover {ends[-1]} nt")
         return ids, np.stack([ends - lengths, lengths], axis=1)
 
 

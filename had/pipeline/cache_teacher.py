@@ -320,16 +320,15 @@ def prepare_items(job: ShardJob, teacher: Teacher) -> list[dict]:
     """Fetch, tokenize and mask the shard's window-views; adds the teacher's input ids (with its specials)."""
     fasta, tok, mask = _fasta(job.fasta), teacher.tokenizer, job.mask
     n_views = mask["views"] * (2 if mask["reverse_complement"] else 1)
-    items, cached = [], {}
+    views, cached = [], {}
     for i in job.layout.shard_range(job.shard):
         w, view = divmod(i, n_views)
         r = w - job.first_window
         if r not in cached:
             cached = {r: fasta.fetch(job.contigs[job.contig[r]], int(job.start[r]), int(job.start[r]) + job.layout.window)}
-        codes = cached[r]
-        if view >= mask["views"]:
-            codes = alphabet.reverse_complement(codes)
-        ids, spans = tok.tokenize(codes)
+        views.append((r, view, alphabet.reverse_complement(cached[r]) if view >= mask["views"] else cached[r]))
+    items = []
+    for (r, view, codes), (ids, spans) in zip(views, tok.tokenize_batch([codes for _, _, codes in views])):
         if teacher.max_tokens is not None and len(ids) + tok.n_specials > teacher.max_tokens:
             raise HadError(f"window {job.contigs[job.contig[r]]}:{job.start[r]} has {len(ids) + tok.n_specials} "
                            f"teacher tokens, more than {teacher.name} takes ({teacher.max_tokens}); "

@@ -165,3 +165,11 @@ def test_unsupported_tokenizers_are_refused_in_one_line(dnabert2_dir, tmp_path):
         load_tokenizer(dnabert2_dir, family="char")
     with pytest.raises(HadError, match="teacher.tokenizer='wordpiece'"):
         load_tokenizer(dnabert2_dir, family="wordpiece")
+
+
+def test_tokenize_batch_equals_tokenize_for_every_family(dnabert2_dir, char_dirs, chr20):
+    windows = [alphabet.encode(t) for t in chr20_windows(chr20, 100, seed=6) + random_sequences(100, seed=7)]
+    for tok in (load_tokenizer(dnabert2_dir), load_tokenizer(char_dirs["hyena"]), NTv2Tokenizer.default()):
+        for (ids, spans), codes in zip(tok.tokenize_batch(windows), windows):
+            expected_ids, expected_spans = tok.tokenize(codes)
+            assert np.array_equal(ids, expected_ids) and np.array_equal(spans, expected_spans)
