@@ -171,7 +171,7 @@ def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto
         name=model,
         hidden_size=config.hidden_size,
         num_hidden_layers=config.num_hidden_layers,
-        max_tokens=_max_tokens(config),
+        max_tokens=_max_tokens(config, encoder),
         config_hash=hashlib.sha256(config_json.encode()).hexdigest(),
         fingerprint=_fingerprint(local if local.is_dir() else _hub_snapshot(model), encoder),
         cpu_threads=cpu_threads,
@@ -187,14 +187,13 @@ def teacher_tokenizer(folder: Path, config: dict, family: str = "auto") -> Teach
     return load_tokenizer(folder, family)
 
 
-def _max_tokens(config) -> int | None:
-    """Longest input the model's positions allow (None: rotary / ALiBi, or no such setting)."""
+def _max_tokens(config, encoder: nn.Module) -> int | None:
+    """Longest input the model's positions allow (None: no learned position table, e.g. ALiBi)."""
     if config.model_type == "esm":
         # ESM position ids start after the padding id, so max_position_embeddings - pad_id - 1 real tokens fit.
         return config.max_position_embeddings - config.pad_token_id - 1
-    if getattr(config, "position_embedding_type", None) == "absolute":
-        return config.max_position_embeddings
-    return None
+    table = getattr(getattr(encoder, "embeddings", None), "position_embeddings", None)
+    return table.num_embeddings if isinstance(table, nn.Embedding) else None
 
 
 def local_model_config(model: str, trust_remote_code: bool = False) -> dict | None:

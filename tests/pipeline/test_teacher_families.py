@@ -125,6 +125,30 @@ def test_unsupported_or_mismatched_tokenizers_are_refused_up_front(inputs, tmp_p
     assert "unsupported tokenizer" in out and not (tmp_path / "c1").exists()
     out = _refused(base + ["--teacher", str(small), "--out", str(tmp_path / "c2")])
     assert "4096 tokens but its embedding only 12" in out
+    out = _refused(base + ["--teacher", str(root / "char"), "--out", str(tmp_path / "c3"), "--window", "600"])
+    assert "genome.window=600: at least 601 teacher tokens" in out and "at most 512" in out
     out = _refused(["eval", "--config", "tiny", "--model", str(wordpiece), "--data-root", str(root / "nt"),
                     "--benchmark", "nt", "--out", str(tmp_path / "e")])
     assert "unsupported tokenizer" in out
+
+
+def test_interrupted_bpe_cache_resumes_to_the_same_files(inputs, tmp_path):
+    """Shards whose commit records are gone (a run killed after writing them) are redone, bit for bit."""
+    root = inputs
+    argv = ["cache-teacher", "--config", "tiny", "--fasta", str(root / "genome.fa"), "--teacher", str(root / "bpe"),
+            "--shard-windows", "8"]
+    _ok(argv + ["--out", str(tmp_path / "full")])
+    shutil.copytree(tmp_path / "full", tmp_path / "cut")
+    (tmp_path / "cut" / "manifest.json").unlink()
+    commits = sorted((tmp_path / "cut" / "_commit").iterdir())
+    for path in commits[1::2]:
+        path.unlink()
+    assert "resuming" in _ok(argv + ["--out", str(tmp_path / "cut")])
+
+    def files(root):
+        out = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file() and p.name != "config.yaml"}
+        manifest = json.loads(out.pop(Path("manifest.json")))
+        manifest.pop("created"), manifest.pop("sources")
+        return out, manifest
+
+    assert files(tmp_path / "cut") == files(tmp_path / "full")
