@@ -8,9 +8,8 @@
 import shutil
 from pathlib import Path
 
-import torch
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
-from transformers import BertConfig, BertForMaskedLM, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 # char_tokenizers.md, per style: vocabulary in id order, specials appended to a sequence, padding side
 CHAR_STYLES = {
@@ -41,6 +40,11 @@ def char_tokenizer(out_dir: Path, style: str = "hyena") -> PreTrainedTokenizerFa
 
 def bert_teacher(out_dir: Path, tokenizer_dir: Path, hidden_size: int = 32, seed: int = 0) -> Path:
     """A random 2-layer BERT masked LM whose vocabulary is the tokenizer's, saved with its files."""
+    # Imported here: transformers' model classes import triton, which tests/kernels must import
+    # first (with TRITON_INTERPRET set), and test modules are all imported before any test runs.
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
     tok = PreTrainedTokenizerFast.from_pretrained(tokenizer_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config = BertConfig(vocab_size=len(tok), hidden_size=hidden_size, num_hidden_layers=2, num_attention_heads=4,

@@ -108,14 +108,19 @@ def load_hf(folder: Path, family: str, vocab_hash: str) -> HFTokenizer:
     model, where = spec.get("model", {}), f"{folder}/tokenizer.json"
     if spec.get("normalizer") is not None:
         raise HadError(f"{where}: a normalizer ({spec['normalizer'].get('type')}) changes the text; not supported")
-    backend = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    if family == "bpe":
-        if model.get("type") != "BPE" or model.get("fuse_unk") or model.get("dropout"):
-            raise HadError(f"{where}: family bpe needs a BPE model without fuse_unk and dropout "
+    if family == "bpe":  # checked before HF parses the file: it panics on some of these
+        affixes = model.get("continuing_subword_prefix") or model.get("end_of_word_suffix")
+        if model.get("type") != "BPE" or model.get("fuse_unk") or model.get("dropout") or affixes:
+            raise HadError(f"{where}: family bpe needs a BPE model without fuse_unk, dropout or subword affixes "
                            f"(found {model.get('type')}); set teacher.tokenizer to the right family")
         pre = (spec.get("pre_tokenizer") or {}).get("type")
         if pre not in _NO_SPLIT_PRETOKENIZERS:
             raise HadError(f"{where}: pre-tokenizer {pre} is not supported for DNA (expected none or Whitespace)")
+    try:
+        backend = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    except Exception as e:
+        raise HadError(f"{where}: the HF tokenizers library cannot read it ({e})") from None
+    if family == "bpe":
         return BPETokenizer(backend, config, vocab_hash, str(folder))
     tok = CharTokenizer(backend, config, vocab_hash, str(folder))
     probe = backend.encode("ACGTN", add_special_tokens=False)

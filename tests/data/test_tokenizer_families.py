@@ -147,6 +147,7 @@ def test_unsupported_tokenizers_are_refused_in_one_line(dnabert2_dir, tmp_path):
         "wordpiece": spec | {"model": {"type": "WordPiece", "vocab": {"[UNK]": 0, "ACG": 1}, "unk_token": "[UNK]"}},
         "lowercase": spec | {"normalizer": {"type": "Lowercase"}},
         "fuse_unk": spec | {"model": spec["model"] | {"fuse_unk": True}},
+        "subword prefix": spec | {"model": spec["model"] | {"continuing_subword_prefix": "##"}},
         "bytelevel": spec | {"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
                                                "use_regex": True}},
     }
