@@ -80,7 +80,7 @@ class Plan:
             "shards": self.layout.n_shards,
             "teacher_tokens": self.teacher_tokens,
             "visible_tokens": self.visible_tokens,
-            "token_counts": "exact" if self.exact else f"estimated from {PLAN_SAMPLE} windows (forward strand)",
+            "token_counts": "exact" if self.exact else f"estimated from the forward strand of up to {PLAN_SAMPLE} windows",
             "raw_feature_bytes": {k: int(self.visible_tokens * d * b) for k, b in RAW_BYTES_PER_DIM.items()},
         }
 
