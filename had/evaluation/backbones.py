@@ -56,8 +56,8 @@ def load_backbone(model: str, trust_remote_code: bool = False) -> Backbone:
     if Path(model).is_dir():
         fingerprint = _folder_fingerprint(Path(model))
     else:  # a hub model: its config (which names it), weights and tokenizer
-        tokens = f"{teacher.config_hash} {teacher.fingerprint} {teacher.tokenizer.vocab_hash}"
-        fingerprint = hashlib.sha256(tokens.encode()).hexdigest()
+        parts = f"{teacher.config_hash} {teacher.fingerprint} {teacher.tokenizer.vocab_hash}"
+        fingerprint = hashlib.sha256(parts.encode()).hexdigest()
     return Backbone(model, teacher.encoder, teacher.hidden_size, teacher.tokenizer.batch_encode, fingerprint,
                     teacher.max_tokens)
 
