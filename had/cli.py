@@ -155,7 +155,7 @@ def cache_teacher(
     max_tokens_per_batch: Optional[int] = typer.Option(
         None, help="Teacher tokens per forward batch, padding included." + _default("teacher.max_tokens_per_batch")),
     mask_ratio: Optional[float] = typer.Option(
-        None, help="Fraction of 6-mer teacher tokens masked per view, in (0, 1]." + _default("mask.ratio")),
+        None, help="Fraction of maskable teacher tokens (NTv2: 6-mers) masked per view, in (0, 1]." + _default("mask.ratio")),
     views: Optional[int] = typer.Option(None, help="Independent mask draws (views) per window." + _default("mask.views")),
     rc: Optional[bool] = typer.Option(
         None, "--rc/--no-rc", help="Also cache reverse-complement views." + _default("mask.reverse_complement")),

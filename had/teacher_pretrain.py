@@ -25,7 +25,7 @@ import torch
 
 from had.data import alphabet
 from had.data.fasta import fasta_fingerprint, read_fasta
-from had.data.masking import sample_kmers
+from had.data.masking import sample_tokens
 from had.data.tokenizer import DEFAULT_DIR as TOKENIZER_DIR
 from had.data.tokenizer import NTv2Tokenizer
 from had.errors import HadError
@@ -100,7 +100,7 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
     rng = np.random.default_rng([cfg.seed, 7])
     val = tok.batch_encode(val_windows)
     val_ids, val_attn = val["input_ids"], val["attention_mask"]
-    val_mask = np.stack([sample_kmers(tok.is_kmer(row), cfg.mask_ratio, np.random.default_rng([cfg.seed, 8, i]))
+    val_mask = np.stack([sample_tokens(tok.is_kmer(row), cfg.mask_ratio, np.random.default_rng([cfg.seed, 8, i]))
                          for i, row in enumerate(val_ids)])
 
     tmp = Path(out_dir).with_name(Path(out_dir).name + ".init")
@@ -121,7 +121,7 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
         batch = tok.batch_encode([_crop(train_parts, starts, cfg.window, rng) for _ in range(cfg.batch_size)])
         ids = batch["input_ids"]
         counts += np.bincount(ids[tok.is_kmer(ids)], minlength=tok.vocab_size)
-        masked = np.stack([sample_kmers(tok.is_kmer(row), cfg.mask_ratio, rng) for row in ids])
+        masked = np.stack([sample_tokens(tok.is_kmer(row), cfg.mask_ratio, rng) for row in ids])
         loss = _mlm_loss(model, ids, batch["attention_mask"], masked, tok, device)[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,6 +1,6 @@
 """``manifest.json``: written last, its presence means the cache is complete.
 
-It holds the cache's identity (teacher, tokenizer, layer, dtype, masking, windows,
+It holds the cache's identity (teacher, tokenizer family and files hash, layer, dtype, masking, windows,
 genome: everything that decides the stored values), the layout, one entry per
 shard copied from the shard's commit record (counts, object sizes, crc32c, numerics),
 and the distinct numerics the shards were computed under (FORMAT.md, "Determinism").

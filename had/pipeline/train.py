@@ -109,13 +109,18 @@ def _open_cache(path: str):
 
 
 def _check_cache(cfg: RunConfig, reader):
+    """Any teacher's cache trains the student (its spans align the target), if had knows its tokenizer
+    family; a cache from before the families holds NTv2 k-mers and must have NTv2's vocabulary."""
     from had.data.tokenizer import NTv2Tokenizer
+    from had.data.tokenizer_base import FAMILIES
 
     man, where = reader.manifest, f"cache {cfg.cache.path}"
-    expected = NTv2Tokenizer.default().vocab_hash
-    if man["vocab_hash"] != expected:
-        raise HadError(f"{where} was tokenized with another vocabulary (vocab_hash {man['vocab_hash'][:12]}..., "
-                       f"had's NTv2 tokenizer is {expected[:12]}...): its spans do not match the NTv2 6-mers")
+    family = man.get("tokenizer_family")
+    if family is None and man["vocab_hash"] != NTv2Tokenizer.default().vocab_hash:
+        raise HadError(f"{where} was tokenized with another vocabulary (vocab_hash {man['vocab_hash'][:12]}...) "
+                       "by a had that knew only NTv2's 6-mers: re-run had cache-teacher")
+    if family is not None and family not in FAMILIES:
+        raise HadError(f"{where}: teacher tokenizer family {family!r} is unknown to this had ({', '.join(FAMILIES)})")
     if len(reader) == 0:
         raise HadError(f"{where} holds no window-views")
     return reader

@@ -3,6 +3,7 @@
 References are independent of the pipeline: the FASTA re-read by hand, HF's own
 EsmModel forward on one window at a time, zarr-python, and an uninterrupted run.
 """
+import hashlib
 import json
 import os
 import signal
@@ -100,7 +101,7 @@ def test_items_equal_fasta_tokenizer_masks_and_a_direct_teacher_forward(genome, 
         assert np.array_equal(item["nucleotides"], codes)
         ids, spans = tok.tokenize(codes)
         assert np.array_equal(item["spans"], spans)
-        masked, _ = grouping_mask(ids, spans, WINDOW, 0.15, 0, w, view)
+        masked, _ = grouping_mask(tok.maskable(ids), spans, WINDOW, 0.15, 0, w, view)
         assert np.array_equal(item["token_masked"], masked)
         expected_nt = np.zeros(WINDOW, bool)
         for (s, n) in spans[masked]:
@@ -113,6 +114,19 @@ def test_items_equal_fasta_tokenizer_masks_and_a_direct_teacher_forward(genome, 
         visible = direct[~masked]
         assert item["features"].shape == visible.shape
         np.testing.assert_allclose(item["features"], visible, atol=2e-3, rtol=2e-3)  # fp16 storage
+
+
+def test_ntv2_cache_bitwise_identical_to_before_the_tokenizer_families(reference):
+    """sha256 of every item's nucleotides, nt_mask, spans, token_masked (and feature row count) of the
+    reference cache, recorded with had at 5dbdfc8, before the teacher-agnostic tokenizers."""
+    reader, h = CacheReader(str(reference)), hashlib.sha256()
+    for i in range(len(reader)):
+        item = reader[i]
+        for key in ("nucleotides", "nt_mask", "spans", "token_masked"):
+            h.update(np.ascontiguousarray(item[key]).tobytes())
+        h.update(str(item["features"].shape).encode())
+    assert h.hexdigest() == "229c2bcf900d9c02828aab4110df9f3213cfea3e089e663fc1ea304bd0bc0247"
+    assert reader.manifest["tokenizer_family"] == "kmer" and reader.manifest["tokenizer_specials"] == 1
 
 
 def test_rerun_is_a_no_op_and_other_configs_are_refused(genome, teacher_dir, reference, tmp_path, capsys):
@@ -270,7 +284,7 @@ def test_dry_run_plans_without_writing(genome, teacher_dir, reference, tmp_path,
     assert plan["teacher_tokens"] == manifest["totals"]["n_tokens"] + manifest["n_items"]  # + CLS
     assert plan["visible_tokens"] == manifest["totals"]["n_visible"]
     cache_teacher.info(str(reference), verify=False)  # counts tokens the way the dry run does
-    assert f"tokens: {plan['teacher_tokens']} teacher (CLS included), {plan['visible_tokens']} visible" \
+    assert f"tokens: {plan['teacher_tokens']} teacher (specials included), {plan['visible_tokens']} visible" \
         in capsys.readouterr().out
     assert plan["raw_feature_bytes"]["fp16"] == plan["visible_tokens"] * 32 * 2
     assert plan["measured_tokens_per_s"] > 0 and plan["estimated_device_hours"] >= 0

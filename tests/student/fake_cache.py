@@ -18,8 +18,8 @@ class FakeCache:
     """len() window-views of `window` nt whose teacher features have `teacher_dim` dims."""
 
     def __init__(self, n_items: int = 32, window: int = 64, teacher_dim: int = 24, seed: int = 0,
-                 n_fraction: float = 0.02):
-        self.tok = NTv2Tokenizer.default()
+                 n_fraction: float = 0.02, tok=None):
+        self.tok = tok or NTv2Tokenizer.default()  # or any TeacherTokenizer (variable-length spans)
         rng = np.random.default_rng(seed)
         self.table = rng.standard_normal((self.tok.vocab_size, teacher_dim)).astype(np.float32)
         self.seqs = rng.integers(0, 4, size=(n_items, window)).astype(np.uint8)
@@ -34,7 +34,7 @@ class FakeCache:
     def __getitem__(self, i: int) -> dict:
         nuc = self.seqs[i]
         ids, spans = self.tok.tokenize(nuc)
-        token_masked, nt_mask = grouping_mask(ids, spans, len(nuc), 0.15, self.seed, i, 0)
+        token_masked, nt_mask = grouping_mask(self.tok.maskable(ids), spans, len(nuc), 0.15, self.seed, i, 0)
         return {"nucleotides": nuc, "nt_mask": nt_mask, "spans": spans, "token_masked": token_masked,
                 "features": self.table[ids[~token_masked]]}
 
