@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import typing
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -15,7 +16,7 @@ import typer
 import yaml
 
 from had import __version__
-from had.config import RunConfig, check_student, load_config, presets
+from had.config import RunConfig, coerce, load_config, presets
 from had.errors import HadError
 
 app = typer.Typer(
@@ -84,6 +85,21 @@ def error_line(e: HadError) -> str:
 
 def _config(config: str | None, options: dict[str, Any], sets: list[str] | None) -> RunConfig:
     return load_config(config, options, _parse_sets(sets))
+
+
+def _check_student(cfg: RunConfig) -> None:
+    """Coerce the `student:` values to HadConfig's argument types and run its checks.
+
+    Imports the student (torch): called by the commands that build it anyway, before the work starts.
+    The run config knows no model: this check lives here, where both meet.
+    """
+    from had.student.configuration_had import HadConfig
+
+    hints = typing.get_type_hints(HadConfig.__init__)
+    for key, value in cfg.student.items():
+        if key in hints:
+            cfg.student[key] = coerce(value, hints[key], f"student.{key}")
+    HadConfig.from_kwargs(dict(cfg.student))
 
 
 def _parse_sets(sets: list[str] | None) -> dict[str, Any]:
@@ -259,7 +275,7 @@ def train(
         "train.checkpoint_every": checkpoint_every, "train.log_every": log_every,
         "train.tensorboard": tensorboard, "train.seed": seed, "train.device": device,
     }, set_)
-    check_student(cfg)
+    _check_student(cfg)
     from had.pipeline import train as pipeline
 
     pipeline.run(cfg)
@@ -332,7 +348,7 @@ def demo(
 ) -> None:
     """Run the whole pipeline on a built-in synthetic genome with a tiny local teacher (CPU, minutes)."""
     cfg = _config(config, {}, set_)
-    check_student(cfg)
+    _check_student(cfg)
     from had.pipeline import demo as pipeline
 
     pipeline.run(cfg, Path(out), seed=seed)
@@ -371,7 +387,7 @@ def experiment(
 
     ours, rest = pipeline.parse_overrides(_parse_sets(set_))
     exp, cfg = pipeline.build(preset, data, rest, ours)
-    check_student(cfg)
+    _check_student(cfg)
     pipeline.run(exp, cfg, out, seed=seed, data_root=data_root)
 
 

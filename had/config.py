@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from had.data.benchmarks import BENCHMARKS, NT_VERSIONS
+from had.data.fasta import WindowSpec
 from had.errors import HadError
 
 PRESET_DIR = Path(__file__).parent / "configs"
@@ -36,15 +37,8 @@ class ConfigError(HadError):
 
 
 @dataclass
-class GenomeConfig:
-    fasta: str = ""  # FASTA or FASTA.gz (a .fai beside a plain FASTA enables random access)
-    bed: str | None = None  # optional BED of intervals to cut windows from
-    split: str | None = None  # keep only BED rows whose split column equals this
-    window: int = 1024  # window length in nucleotides
-    stride: int | None = None  # step between window starts; None = window (no overlap)
-    contigs: list[str] = field(default_factory=list)  # include only these (empty = all)
-    exclude_contigs: list[str] = field(default_factory=list)
-    max_n_fraction: float = 0.5  # windows with a larger fraction of N are skipped
+class GenomeConfig(WindowSpec):
+    """The `genome:` section: the fields are the data layer's own (`had.data.fasta.WindowSpec`)."""
 
 
 @dataclass
@@ -185,7 +179,7 @@ def _device(*fixed: str) -> Rule:
     return (lambda v: v in fixed or re.fullmatch(r"cuda:\d+", v) is not None), f"must be {', '.join(fixed)} or cuda:<index>"
 
 
-# Value rules of every section (student: HadConfig's own checks, see `check_student`). A list or
+# Value rules of every section (student: HadConfig's own checks, run by the CLI: `had.cli`). A list or
 # tuple value is checked item by item; None (an Optional left unset) always passes.
 RULES: dict[str, Rule] = {
     "genome.window": _at_least(6, " nt (one 6-mer teacher token)"),
@@ -275,7 +269,7 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
 
 def set_value(cfg: RunConfig, dotted: str, value: Any) -> None:
     """Set `section.key` on cfg, coerced to the field's type (`coerce`); student keys go through
-    unchecked here (`check_student`). Value rules are checked once all values are set (`validate`)."""
+    unchecked here (HadConfig checks them: `had.cli`). Value rules are checked once all values are set (`validate`)."""
     section, _, key = dotted.partition(".")
     sections = [f.name for f in dataclasses.fields(RunConfig)]
     if not key:
@@ -290,20 +284,6 @@ def set_value(cfg: RunConfig, dotted: str, value: Any) -> None:
     if key not in hints:
         raise ConfigError(f"unknown key '{key}' in section '{section}'{_suggest(key, hints)}")
     setattr(target, key, coerce(value, hints[key], dotted))
-
-
-def check_student(cfg: RunConfig) -> None:
-    """Coerce the `student:` values to HadConfig's argument types and run its checks.
-
-    Imports the student (torch): call it where the student will be built anyway, before the work starts.
-    """
-    from had.student.configuration_had import HadConfig
-
-    hints = typing.get_type_hints(HadConfig.__init__)
-    for key, value in cfg.student.items():
-        if key in hints:
-            cfg.student[key] = coerce(value, hints[key], f"student.{key}")
-    HadConfig.from_kwargs(dict(cfg.student))
 
 
 def changes(old: dict, new: dict, prefix: str = "") -> list[str]:

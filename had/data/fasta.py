@@ -4,7 +4,7 @@
     fasta = FastaFile("hg38.fa.gz")       # bgzip + `samtools faidx`: uses its .fai and .gzi
     fasta.contigs                         # {"chr1": 248956422, ...}
     fasta.fetch("chr1", 10_000, 11_024)   # alphabet codes, uint8 [1024]
-    table = iter_windows(cfg.genome)      # WindowTable: numpy columns + skip counts
+    table = iter_windows(WindowSpec(fasta="hg38.fa", window=1024))  # WindowTable: columns + skip counts
 
 Every problem with an input file is a HadError naming the file and line.
 """
@@ -15,12 +15,11 @@ import hashlib
 import os
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from had.config import GenomeConfig
 from had.data import alphabet
 from had.errors import HadError
 
@@ -29,6 +28,20 @@ from had.errors import HadError
 _IS_LETTER = np.zeros(256, dtype=bool)
 _IS_LETTER[np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", dtype=np.uint8)] = True
 _BLOCK = 1 << 24  # nt read at once while counting N, to bound memory on 250 Mb contigs
+
+
+@dataclass
+class WindowSpec:
+    """Which windows to cut from which genome (the run config's `genome:` section extends it)."""
+
+    fasta: str = ""  # FASTA or FASTA.gz (a .fai beside a plain FASTA enables random access)
+    bed: str | None = None  # optional BED of intervals to cut windows from
+    split: str | None = None  # keep only BED rows whose split column equals this
+    window: int = 1024  # window length in nucleotides
+    stride: int | None = None  # step between window starts; None = window (no overlap)
+    contigs: list[str] = field(default_factory=list)  # include only these (empty = all)
+    exclude_contigs: list[str] = field(default_factory=list)
+    max_n_fraction: float = 0.5  # windows with a larger fraction of N are skipped
 
 
 def _is_gzip(path: Path) -> bool:
@@ -283,7 +296,7 @@ class WindowTable:
         return self.contigs[self.contig[i]], int(self.start[i]), int(self.end[i])
 
 
-def iter_windows(cfg: GenomeConfig) -> WindowTable:
+def iter_windows(cfg: WindowSpec) -> WindowTable:
     """Cut the genome of ``cfg`` into windows of ``cfg.window`` nt every ``cfg.stride`` nt.
 
     Windows tile each selected contig (in FASTA order) or each BED interval (in file
@@ -336,7 +349,7 @@ def iter_windows(cfg: GenomeConfig) -> WindowTable:
     )
 
 
-def _intervals(cfg: GenomeConfig, fasta: FastaFile, keep: list[str]) -> list[tuple[int, int, int]]:
+def _intervals(cfg: WindowSpec, fasta: FastaFile, keep: list[str]) -> list[tuple[int, int, int]]:
     """(index into keep, start, end) of the stretches to tile: whole contigs, or BED rows."""
     if not cfg.bed:
         if cfg.split is not None:

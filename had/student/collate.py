@@ -10,9 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from had.data.alphabet import MASK, PAD
-
-IGNORE_INDEX = -100
+from had.data.alphabet import IGNORE_INDEX, MASK, PAD
 
 
 def covered_positions(spans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -25,8 +25,8 @@ from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
 from transformers.utils import ModelOutput
 
+from had.data.alphabet import IGNORE_INDEX
 from had.kernels import GDNInputs, bidirectional_gated_delta_rule
-from had.student.collate import IGNORE_INDEX
 from had.student.configuration_had import HadConfig
 
 logger = logging.getLogger(__name__)
