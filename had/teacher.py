@@ -136,8 +136,6 @@ def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto
     device = resolve_device(device, "teacher.device")
     if dtype == "auto":
         dtype = "bf16" if device.type == "cuda" else "fp32"
-    if dtype not in DTYPES:
-        raise HadError(f"teacher.dtype={dtype!r}: expected auto, {', '.join(DTYPES)}")
     local = Path(model)
     config_dict = local_model_config(model, trust_remote_code)
     if config_dict is not None and config_dict.get("model_type") == "had":

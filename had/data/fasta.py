@@ -301,15 +301,12 @@ def iter_windows(cfg: WindowSpec) -> WindowTable:
 
     Windows tile each selected contig (in FASTA order) or each BED interval (in file
     order) from its start; a tail shorter than a window is dropped. Deterministic for
-    a given config and FASTA.
+    a given config and FASTA. The numbers (window, stride >= 1, max_n_fraction in [0, 1]) come
+    checked by the `genome:` section that holds them; the files are checked here.
     """
     stride = cfg.window if cfg.stride is None else cfg.stride
     if not cfg.fasta:
         raise HadError("genome.fasta is not set")
-    if cfg.window < 1 or stride < 1:
-        raise HadError(f"genome.window and genome.stride must be >= 1, got {cfg.window} and {stride}")
-    if not 0.0 <= cfg.max_n_fraction <= 1.0:
-        raise HadError(f"genome.max_n_fraction must lie in [0, 1], got {cfg.max_n_fraction}")
     fasta = FastaFile(cfg.fasta)
     for option, names in (("genome.contigs", cfg.contigs), ("genome.exclude_contigs", cfg.exclude_contigs)):
         unknown = [c for c in names if c not in fasta.contigs]

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from had.config import EvalConfig
-from had.data.benchmarks import NT_VERSIONS, discover_tasks, load_task
+from had.data.benchmarks import discover_tasks, load_task
 from had.errors import HadError
 from had.evaluation.backbones import Backbone, load_backbone
 from had.evaluation.finetune import Protocol, finetune, prepare
@@ -46,8 +46,6 @@ class Sweep:
     def from_config(cls, cfg: EvalConfig) -> Sweep:
         if not cfg.model:
             raise HadError("eval.model is not set: pass --model (a `had train` model/ dir or an HF model)")
-        if cfg.benchmark == "nt" and cfg.nt_version not in NT_VERSIONS:
-            raise HadError(f"eval.nt_version must be one of {NT_VERSIONS}, got '{cfg.nt_version}'")
         fingerprint = _backbone(cfg.model, cfg.trust_remote_code).fingerprint
         return cls(cfg.model, fingerprint, cfg.trust_remote_code, cfg.benchmark, cfg.data_root,
                    cfg.nt_version if cfg.benchmark == "nt" else None,
@@ -66,8 +64,6 @@ def plan(cfg: EvalConfig) -> list[tuple[str, float, int]]:
     if unknown:
         raise HadError(f"eval.tasks: no task {unknown} under {cfg.data_root} (tasks found: {', '.join(found)})")
     tasks = cfg.tasks or found
-    if not cfg.lrs or cfg.seeds < 1:
-        raise HadError(f"eval.lrs={cfg.lrs}, eval.seeds={cfg.seeds}: need at least one lr and one seed")
     return [(task, float(lr), seed) for task in tasks for lr in cfg.lrs for seed in range(cfg.seeds)]
 
 
