@@ -319,7 +319,7 @@ class HadForPretraining(HadPreTrainedModel):
         d = config.d_model
         self.distill_head = nn.Linear(d, config.teacher_dim) if config.has_distill else None
         self.decoder = ReconstructionDecoder(config) if config.has_recon else None
-        self.mlm_head = nn.Linear(d, N_NUC_CLASSES) if config.mlm_only else None
+        self.mlm_head = nn.Linear(d, N_NUC_CLASSES) if config.has_mlm else None
         self.post_init()
         self.log_param_counts()
 
