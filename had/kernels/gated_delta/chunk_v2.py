@@ -45,12 +45,12 @@ def _op(x, MODE: tl.constexpr):
 
 
 @triton.jit
-def _dot(a, b, MODE: tl.constexpr):
-    """fp32-accumulated a @ b with operands per MODE (IEEE fp32 products unless bf16)."""
+def _dot(a, b, MODE: tl.constexpr, acc=None):
+    """acc + a @ b accumulated in fp32, operands per MODE (IEEE fp32 products unless bf16)."""
     if MODE == 1:
-        return tl.dot(_op(a, MODE), _op(b, MODE))
+        return tl.dot(_op(a, MODE), _op(b, MODE), acc)
     else:
-        return tl.dot(_op(a, MODE), _op(b, MODE), input_precision="ieee")
+        return tl.dot(_op(a, MODE), _op(b, MODE), acc, input_precision="ieee")
 
 
 @triton.jit
@@ -167,10 +167,10 @@ def gdn_v2_fwd_kernel(
         rq, rk, G, Gc, Gam, _, _, A = _chunk_prep(q, k, g, beta, BT, USE_L2, EPS, MODE)
         gam = tl.exp(G)
         N = _new_values(A, k, v, b_h, beta, gam, rk, MODE)
-        S = _dot(q, tl.trans(k), MODE) * rk[None, :] * Gam
-        out = (scale * rq)[:, None] * (gam[:, None] * _dot(q, b_h, MODE) + _dot(S, N, MODE))
+        S = _dot(q, tl.trans(k), MODE) * Gam * rk[None, :]
+        out = (scale * rq)[:, None] * _dot(S, N, MODE, gam[:, None] * _dot(q, b_h, MODE))
         tl.store(o_ptr + t * (H * V) + off_o, out.to(o_ptr.dtype.element_ty), mask=valid[:, None] & mv)
-        b_h = tl.exp(Gc) * b_h + _dot(tl.trans(k), (tl.exp(Gc - G) * rk)[:, None] * N, MODE)
+        b_h = _dot(tl.trans(k), (tl.exp(Gc - G) * rk)[:, None] * N, MODE, tl.exp(Gc) * b_h)
     if STORE_HT:
         tl.store(ht_ptr + bh.to(tl.int64) * K * V + kk[:, None] * V + vv[None, :], b_h, mask=m_kv)
     # padding rows t >= seq_len (the same rows for both directions): o = 0
@@ -254,49 +254,52 @@ def gdn_v2_bwd_kernel(
         do = tl.load(do_ptr + (t + po) * so_t + vv[None, :] * so_d, mask=m_v, other=0.0)
         g = tl.load(g_ptr + (t + sign * o) * H, mask=valid, other=0.0).to(tl.float32)
         beta = tl.load(beta_ptr + (t + sign * o) * H, mask=valid, other=0.0).to(tl.float32)
-        b_h = tl.load(hs_ptr + c * BK * BV + state).to(tl.float32)
+        b_h = tl.load(hs_ptr + c * BK * BV + state)  # as stored: already a dot operand
         rq, rk, G, Gc, Gam, KK, L, A = _chunk_prep(q, k, g, beta, BT, USE_L2, EPS, MODE)
         gam = tl.exp(G)
         lam = tl.exp(Gc - G)
-        qh = q.to(tl.float32) * rq[:, None]  # fp32 normalised q, k: elementwise use only
-        kh = k.to(tl.float32) * rk[:, None]
+        eGc = tl.exp(Gc)
+        qf = q.to(tl.float32)
+        kf = k.to(tl.float32)
         N = _new_values(A, k, v, b_h, beta, gam, rk, MODE)
-        S = tl.where(incl, _dot(q, tl.trans(k), MODE) * (rq[:, None] * rk[None, :]) * Gam, 0.0)
-        dN = scale * _dot(tl.trans(S), do, MODE) + (lam * rk)[:, None] * _dot(k, b_dh, MODE)
-        dS = _dot(do, tl.trans(N), MODE)
-        P = dS * Gam
-        do_h = scale * gam[:, None] * _dot(do, tl.trans(b_h), MODE)
-        dq_hat = do_h + scale * _dot(P * rk[None, :], k, MODE)
-        dk_o = scale * _dot(tl.trans(P * rq[:, None]), q, MODE)
-        dk_h = lam[:, None] * _dot(N, tl.trans(b_dh), MODE)
+        S = _dot(q, tl.trans(k), MODE) * Gam * ((scale * rq)[:, None] * rk[None, :])  # s (Q̂ K̂ᵀ) ⊙ Γ
+        dN = _dot(tl.trans(S), do, MODE, (lam * rk)[:, None] * _dot(k, b_dh, MODE))
         dY = _dot(tl.trans(A), dN, MODE)  # Y = β ⊙ V - Xw h with Xw = β e^G ⊙ K̂
-        dXw = -_dot(dY, tl.trans(b_h), MODE)
-        dL = tl.where(strict, -_dot(dY, tl.trans(N), MODE), 0.0)
-        E = dL * Gam
-        Eb = E * beta[:, None]
-        dk_hat = dk_o + dk_h + (beta * gam)[:, None] * dXw + _dot((Eb + tl.trans(Eb)) * rk[None, :], k, MODE)
-        dv = beta[:, None] * dY
-        xw_k = gam * tl.sum(dXw * kh, 1)
-        dbeta = xw_k + tl.sum(dY * v, 1) + tl.sum(E * KK, 1)
+        # each gradient is stored as soon as it is complete, to keep few tiles live (spills)
+        tl.store(dv_ptr + (t + po) * sdv_t + vv[None, :] * sdv_d, (beta[:, None] * dY).to(dv_ptr.dtype.element_ty),
+                 mask=m_v)
+        dS = _dot(do, tl.trans(N), MODE)  # dLoss/dS without the scale
+        P = dS * Gam
+        do_h = _dot(do, tl.trans(b_h), MODE) * (scale * gam)[:, None]
+        dG = rq * tl.sum(do_h * qf, 1)
+        dq = _dot(P * (scale * rk)[None, :], k, MODE, do_h)  # dLoss/dQ̂
+        if USE_L2:  # d x = r (dy - y <y, dy>) with y = x r
+            dq = rq[:, None] * dq - (rq * rq * rq * tl.sum(qf * dq, 1))[:, None] * qf
+        tl.store(dq_ptr + (t + po) * sdq_t + kk[None, :] * sdq_d, dq.to(dq_ptr.dtype.element_ty), mask=m_qk)
+        dk_h = _dot(N, tl.trans(b_dh), MODE) * lam[:, None]
+        dkh_k = rk * tl.sum(dk_h * kf, 1)
+        nXw = _dot(dY, tl.trans(b_h), MODE)  # -dXw
+        xw_k = -gam * rk * tl.sum(nXw * kf, 1)
+        # dL = -strictLower(dY Nᵀ) (A Y = N); nE = -dL ⊙ Γ, and dL ⊙ L = -β ⊙ nE ⊙ K̂K̂ᵀ
+        nE = tl.where(strict, _dot(dY, tl.trans(N), MODE) * Gam, 0.0)
+        EKK = nE * KK
+        nEb = nE * beta[:, None]
+        dk = _dot((nEb + tl.trans(nEb)) * (-rk)[None, :], k, MODE, dk_h - (beta * gam)[:, None] * nXw)
+        dk = _dot(tl.trans(P * (scale * rq)[:, None]), q, MODE, dk)  # dLoss/dK̂
+        if USE_L2:
+            dk = rk[:, None] * dk - (rk * rk * rk * tl.sum(kf * dk, 1))[:, None] * kf
+        tl.store(dk_ptr + (t + po) * sdq_t + kk[None, :] * sdq_d, dk.to(dk_ptr.dtype.element_ty), mask=m_qk)
+        dbeta = xw_k + tl.sum(dY * v, 1) - tl.sum(EKK, 1)
         # Γ's share of dG from the C x C tiles (rowsum - colsum): the diagonal, whose Γ = 1 has no gradient,
         # then cancels exactly instead of through two differently rounded dots
-        dGam = scale * dS * S + dL * L
-        dG = tl.sum(do_h * qh, 1) - tl.sum(dk_h * kh, 1) + beta * xw_k + tl.sum(dGam, 1) - tl.sum(dGam, 0)
+        dGam = dS * S - beta[:, None] * EKK
+        dG += beta * xw_k - dkh_k + tl.sum(dGam, 1) - tl.sum(dGam, 0)
         # the chunk's total decay e^{G_c} reaches later chunks through the state and λ
-        dGc = tl.exp(Gc) * tl.sum(tl.sum(b_h * b_dh, 1), 0) + tl.sum(tl.sum(dk_h * kh, 1), 0)
+        dGc = eGc * tl.sum(tl.sum(b_h.to(tl.float32) * b_dh, 1), 0) + tl.sum(dkh_k, 0)
         dG += tl.where(o == BT - 1, dGc, 0.0)
         dg = tl.cumsum(dG, 0, reverse=True)
-        b_dh = (tl.exp(Gc) * b_dh + _dot(tl.trans(q), (scale * gam * rq)[:, None] * do.to(tl.float32), MODE)
-                - _dot(tl.trans(k), (beta * gam * rk)[:, None] * dY, MODE))
-        if USE_L2:  # d x = r (dy - y <y, dy>) with y = x r
-            dq = rq[:, None] * (dq_hat - qh * tl.sum(qh * dq_hat, 1)[:, None])
-            dk = rk[:, None] * (dk_hat - kh * tl.sum(kh * dk_hat, 1)[:, None])
-        else:
-            dq = dq_hat
-            dk = dk_hat
-        tl.store(dq_ptr + (t + po) * sdq_t + kk[None, :] * sdq_d, dq.to(dq_ptr.dtype.element_ty), mask=m_qk)
-        tl.store(dk_ptr + (t + po) * sdq_t + kk[None, :] * sdq_d, dk.to(dk_ptr.dtype.element_ty), mask=m_qk)
-        tl.store(dv_ptr + (t + po) * sdv_t + vv[None, :] * sdv_d, dv.to(dv_ptr.dtype.element_ty), mask=m_v)
+        b_dh = _dot(tl.trans(q), (scale * gam * rq)[:, None] * do.to(tl.float32), MODE, eGc * b_dh)
+        b_dh = _dot(tl.trans(k), (-beta * gam * rk)[:, None] * dY, MODE, b_dh)
         tl.store(dg_ptr + (t + sign * o) * H, dg.to(dg_ptr.dtype.element_ty), mask=valid)
         tl.store(dbeta_ptr + (t + sign * o) * H, dbeta.to(dbeta_ptr.dtype.element_ty), mask=valid)
     if HAS_H0:
@@ -335,6 +338,10 @@ def _empty(like: torch.Tensor, shape=None, dtype: torch.dtype | None = None) -> 
     return torch.empty(shape, dtype=dtype or like.dtype, device=like.device)
 
 
+def _launch(num_warps: int | None, num_stages: int | None) -> dict:
+    return dict(num_warps=num_warps or DEFAULT_WARPS, **({"num_stages": num_stages} if num_stages else {}))
+
+
 def _block(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
@@ -343,7 +350,7 @@ class _ChunkGDNv2(torch.autograd.Function):
     """Autograd over one v2 launch per pass for 1 or 2 directions (inputs flattened as 5 per direction)."""
 
     @staticmethod
-    def forward(ctx, lengths, scale, use_l2, h0, store_ht, operands, num_warps, *xs):
+    def forward(ctx, lengths, scale, use_l2, h0, store_ht, operands, launch, *xs):
         ndir = len(xs) // 5
         q, v = xs[0], xs[2]
         B, T, H, K = q.shape
@@ -366,15 +373,15 @@ class _ChunkGDNv2(torch.autograd.Function):
         gdn_v2_fwd_kernel[(B * H, ndir)](
             *args[0], *args[-1], h0c, ht, hs, lengths, scale, T, H, NT, *sq, *sv,
             K=K, V=V, BK=BK, BV=BV, BT=CHUNK, MODE=mode, USE_L2=use_l2, HAS_H0=h0 is not None,
-            STORE_HT=store_ht, EPS=L2_EPS, num_warps=num_warps or DEFAULT_WARPS)
+            STORE_HT=store_ht, EPS=L2_EPS, **launch)
         ctx.save_for_backward(lengths, h0, hs, *[x for p in per_dir for x in p])
-        ctx.cfg = (scale, use_l2, mode, num_warps)
+        ctx.cfg = (scale, use_l2, mode, launch)
         return (*os_, ht)
 
     @staticmethod
     def backward(ctx, *grads):
         lengths, h0, hs, *xs = ctx.saved_tensors
-        scale, use_l2, mode, num_warps = ctx.cfg
+        scale, use_l2, mode, launch = ctx.cfg
         ndir = len(xs) // 5
         d_os, dht = grads[:ndir], grads[ndir]
         q, v = xs[0], xs[2]
@@ -392,23 +399,31 @@ class _ChunkGDNv2(torch.autograd.Function):
             *args[0], *args[-1], None if dht is None else dht.to(torch.float32).contiguous(), dh0, hs, lengths,
             scale, T, H, hs.shape[2], *q.stride(), *v.stride(), *so, *dxs[0].stride(), *dxs[2].stride(),
             K=K, V=V, BK=_block(K), BV=_block(V), BT=CHUNK, MODE=mode, USE_L2=use_l2, HAS_H0=h0 is not None,
-            HAS_DHT=dht is not None, EPS=L2_EPS, num_warps=num_warps or DEFAULT_WARPS)
+            HAS_DHT=dht is not None, EPS=L2_EPS, **launch)
         dh0 = dh0.to(h0.dtype) if h0 is not None else None
         return (None, None, None, dh0, None, None, None, *dxs)
 
 
 @torch.compiler.disable
 def chunk_gated_delta_rule_v2(q, k, v, g, beta, scale, initial_state=None, lengths=None, use_qk_l2norm=True,
-                              operands: str | None = None, num_warps: int | None = None):
-    """v2 Triton causal gated delta rule; shapes as `had.kernels.gated_delta_rule`. Returns (o, final_state)."""
-    o, ht = _ChunkGDNv2.apply(lengths, scale, use_qk_l2norm, initial_state, True, operands, num_warps,
-                              q, k, v, g, beta)
+                              operands: str | None = None, num_warps: int | None = None,
+                              num_stages: int | None = None):
+    """v2 Triton causal gated delta rule; shapes as `had.kernels.gated_delta_rule`. Returns (o, final_state).
+
+    operands: "fp32" | "bf16" | "emulated_bf16" (default: fp32 for fp32 inputs, else bf16); num_warps,
+    num_stages: launch options (default 1 warp, Triton's default stages).
+    """
+    o, ht = _ChunkGDNv2.apply(lengths, scale, use_qk_l2norm, initial_state, True, operands,
+                              _launch(num_warps, num_stages), q, k, v, g, beta)
     return o, ht
 
 
 @torch.compiler.disable
 def chunk_bidirectional_gated_delta_rule_v2(fwd, bwd, scale, lengths=None, use_qk_l2norm=True,
-                                            operands: str | None = None, num_warps: int | None = None):
-    """Both directions in one v2 launch per pass; see `had.kernels.bidirectional_gated_delta_rule`."""
-    o_f, o_b, _ = _ChunkGDNv2.apply(lengths, scale, use_qk_l2norm, None, False, operands, num_warps, *fwd, *bwd)
+                                            operands: str | None = None, num_warps: int | None = None,
+                                            num_stages: int | None = None):
+    """Both directions in one v2 launch per pass; see `had.kernels.bidirectional_gated_delta_rule` and
+    `chunk_gated_delta_rule_v2` for the options."""
+    o_f, o_b, _ = _ChunkGDNv2.apply(lengths, scale, use_qk_l2norm, None, False, operands,
+                                    _launch(num_warps, num_stages), *fwd, *bwd)
     return o_f, o_b
