@@ -145,12 +145,12 @@ def configs() -> list[Config]:
         x = {f"{n}{d}": t for d in (0, 1) for n, t in (("q", act), ("k", act), ("v", act), ("g", "*fp32"),
                                                        ("beta", "*fp32"))}
         hs = "*bf16" if mode == 1 else "*fp32"
-        fwd = dict(common, **x, o0=act, o1=act, h0_ptr=None, ht_ptr=None, hs_ptr=hs, STORE_HT=False)
+        fwd = dict(common, **x, o0=act, o1=act, h0_ptr=None, ht_ptr=None, hs_ptr=hs, rs_ptr="*fp32", STORE_HT=False)
         grads = {f"{n}{d}": t for d in (0, 1) for n, t in (("do", act), ("dq", act), ("dk", act), ("dv", act),
                                                            ("dg", "*fp32"), ("dbeta", "*fp32"))}
         contiguous = (T * H * K, H * K, K, 1)
         strides = {f"s{n}_{a}": s for n in ("o", "dq", "dv") for a, s in zip("bthd", contiguous)}
-        bwd = dict(common, **x, **grads, **strides, dht_ptr=None, dh0_ptr=None, hs_ptr=hs, HAS_DHT=False)
+        bwd = dict(common, **x, **grads, **strides, dht_ptr=None, dh0_ptr=None, hs_ptr=hs, rs_ptr="*fp32", HAS_DHT=False)
         if layout != "dense":  # gradients follow the inputs' dimension order
             bwd.update({f"s{n}_{a}": s for n in ("dq", "dv") for a, s in zip("bthd", (H * K * T, 1, K * T, T))})
         consts = ("K", "V", "BK", "BV", "BT", "MODE", "USE_L2", "HAS_H0", "STORE_HT", "HAS_DHT", "EPS")

@@ -72,29 +72,27 @@ def _unit_lower_inverse(L, BT: tl.constexpr, MODE: tl.constexpr):
 
 
 @triton.jit
-def _chunk_prep(q, k, g, beta, BT: tl.constexpr, USE_L2: tl.constexpr, EPS: tl.constexpr, MODE: tl.constexpr):
-    """Per-chunk gates and the inverse from raw q, k [BT, BK] and g, beta [BT] (fp32).
-
-    Returns rq, rk (inverse norms), G (cumulative gate), Gc (chunk total), Γ (0 above the diagonal),
-    K̂K̂ᵀ and L (fp32), A = (I + L)⁻¹.
-    """
-    o = tl.arange(0, BT)
+def _inverse_norms(q, k, USE_L2: tl.constexpr, EPS: tl.constexpr):
+    """rq, rk [BT]: 1 / |row| (with eps) of raw q, k [BT, BK], or ones without L2 normalisation."""
     if USE_L2:
         qf = q.to(tl.float32)
         kf = k.to(tl.float32)
-        rq = tl.rsqrt(tl.sum(qf * qf, 1) + EPS)
-        rk = tl.rsqrt(tl.sum(kf * kf, 1) + EPS)
+        return tl.rsqrt(tl.sum(qf * qf, 1) + EPS), tl.rsqrt(tl.sum(kf * kf, 1) + EPS)
     else:
-        rq = tl.full(g.shape, 1.0, tl.float32)
-        rk = rq
+        ones = tl.full([q.shape[0]], 1.0, tl.float32)
+        return ones, ones
+
+
+@triton.jit
+def _chunk_gates(k, g, rk, BT: tl.constexpr, MODE: tl.constexpr):
+    """G (cumulative gate), Gc (chunk total), Γ [BT, BT] (0 above the diagonal) and K̂K̂ᵀ (fp32)."""
+    o = tl.arange(0, BT)
     G = tl.cumsum(g, 0)
     Gc = tl.sum(g, 0)  # padding rows have g = 0: G at the last real row
     # mask the exponent, not the result: exp of the upper triangle could overflow to inf
     Gam = tl.exp(tl.where(o[:, None] >= o[None, :], G[:, None] - G[None, :], float("-inf")))
     KK = _dot(k, tl.trans(k), MODE) * (rk[:, None] * rk[None, :])
-    L = tl.where(o[:, None] > o[None, :], beta[:, None] * KK * Gam, 0.0)
-    A = _unit_lower_inverse(L, BT, MODE)
-    return rq, rk, G, Gc, Gam, KK, L, A
+    return G, Gc, Gam, KK
 
 
 @triton.jit
@@ -114,7 +112,7 @@ def _seq(ptr, b, h, s_b, s_h):
 def gdn_v2_fwd_kernel(
     q0, k0, v0, g0, beta0, o0,
     q1, k1, v1, g1, beta1, o1,
-    h0_ptr, ht_ptr, hs_ptr, lengths_ptr, scale, T, H, NT,
+    h0_ptr, ht_ptr, hs_ptr, rs_ptr, lengths_ptr, scale, T, H, NT,
     sq_b, sq_t, sq_h, sq_d, sv_b, sv_t, sv_h, sv_d,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BT: tl.constexpr,
     MODE: tl.constexpr, USE_L2: tl.constexpr, HAS_H0: tl.constexpr, STORE_HT: tl.constexpr,
@@ -122,7 +120,8 @@ def gdn_v2_fwd_kernel(
 ):
     """Grid (B*H, directions). q, k share strides sq_*, v has sv_*; o, g, beta are contiguous.
 
-    hs [directions, B*H, NT, BK, BV] receives the state entering each chunk (for the backward).
+    hs [directions, B*H, NT, BK*BV + BT*BT] receives, per chunk, the state entering it and its inverse A
+    (for the backward, in the dot operand's precision), rs [directions, B*H, NT, 2, BT] rq and rk (fp32).
     """
     bh = tl.program_id(0)
     d = tl.program_id(1)
@@ -151,12 +150,15 @@ def gdn_v2_fwd_kernel(
     off_o = (sign * o)[:, None] * (H * V) + vv[None, :]
     state = kk[:, None] * BV + vv[None, :]
     m_kv = (kk < K)[:, None] & mv
-    hs_ptr += (d * tl.num_programs(0) + bh).to(tl.int64) * NT * BK * BV
+    CS: tl.constexpr = BK * BV + BT * BT
+    hs_ptr += (d * tl.num_programs(0) + bh).to(tl.int64) * NT * CS
+    rs_ptr += (d * tl.num_programs(0) + bh).to(tl.int64) * NT * 2 * BT
+    tile = o[:, None] * BT + o[None, :]
     b_h = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_H0:
         b_h = tl.load(h0_ptr + bh.to(tl.int64) * K * V + kk[:, None] * V + vv[None, :], mask=m_kv, other=0.0)
     for c in range(0, tl.cdiv(seq_len, BT)):
-        tl.store(hs_ptr + c * BK * BV + state, b_h.to(hs_ptr.dtype.element_ty))
+        tl.store(hs_ptr + c * CS + state, b_h.to(hs_ptr.dtype.element_ty))
         valid = (c * BT + o) < seq_len
         t = t0 + sign * c * BT  # row of position c * BT
         q = tl.load(q_ptr + t * sq_t + off_qk, mask=valid[:, None] & mk, other=0.0)
@@ -164,7 +166,12 @@ def gdn_v2_fwd_kernel(
         v = tl.load(v_ptr + t * sv_t + off_v, mask=valid[:, None] & mv, other=0.0).to(tl.float32)
         g = tl.load(g_ptr + (t + sign * o) * H, mask=valid, other=0.0).to(tl.float32)
         beta = tl.load(beta_ptr + (t + sign * o) * H, mask=valid, other=0.0).to(tl.float32)
-        rq, rk, G, Gc, Gam, _, _, A = _chunk_prep(q, k, g, beta, BT, USE_L2, EPS, MODE)
+        rq, rk = _inverse_norms(q, k, USE_L2, EPS)
+        tl.store(rs_ptr + c * 2 * BT + o, rq)
+        tl.store(rs_ptr + c * 2 * BT + BT + o, rk)
+        G, Gc, Gam, KK = _chunk_gates(k, g, rk, BT, MODE)
+        A = _unit_lower_inverse(tl.where(o[:, None] > o[None, :], beta[:, None] * KK * Gam, 0.0), BT, MODE)
+        tl.store(hs_ptr + c * CS + BK * BV + tile, A.to(hs_ptr.dtype.element_ty))
         gam = tl.exp(G)
         N = _new_values(A, k, v, b_h, beta, gam, rk, MODE)
         S = _dot(q, tl.trans(k), MODE) * Gam * rk[None, :]
@@ -192,7 +199,7 @@ def _zero_rows(ptr, t, T, s_t, s_d, cols, ncols, BT: tl.constexpr, BC: tl.conste
 def gdn_v2_bwd_kernel(
     q0, k0, v0, g0, beta0, do0, dq0, dk0, dv0, dg0, dbeta0,
     q1, k1, v1, g1, beta1, do1, dq1, dk1, dv1, dg1, dbeta1,
-    dht_ptr, dh0_ptr, hs_ptr, lengths_ptr, scale, T, H, NT,
+    dht_ptr, dh0_ptr, hs_ptr, rs_ptr, lengths_ptr, scale, T, H, NT,
     sq_b, sq_t, sq_h, sq_d, sv_b, sv_t, sv_h, sv_d, so_b, so_t, so_h, so_d,
     sdq_b, sdq_t, sdq_h, sdq_d, sdv_b, sdv_t, sdv_h, sdv_d,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BT: tl.constexpr,
@@ -236,7 +243,10 @@ def gdn_v2_bwd_kernel(
     dg_ptr = _seq(dg_ptr, b, h, T * H, 1)
     dbeta_ptr = _seq(dbeta_ptr, b, h, T * H, 1)
     po = (sign * o)[:, None]
-    hs_ptr += (d * tl.num_programs(0) + bh).to(tl.int64) * NT * BK * BV
+    CS: tl.constexpr = BK * BV + BT * BT
+    hs_ptr += (d * tl.num_programs(0) + bh).to(tl.int64) * NT * CS
+    rs_ptr += (d * tl.num_programs(0) + bh).to(tl.int64) * NT * 2 * BT
+    tile = o[:, None] * BT + o[None, :]
     state = kk[:, None] * BV + vv[None, :]
     m_kv = (kk < K)[:, None] & mv
     b_dh = tl.zeros([BK, BV], dtype=tl.float32)
@@ -254,8 +264,11 @@ def gdn_v2_bwd_kernel(
         do = tl.load(do_ptr + (t + po) * so_t + vv[None, :] * so_d, mask=m_v, other=0.0)
         g = tl.load(g_ptr + (t + sign * o) * H, mask=valid, other=0.0).to(tl.float32)
         beta = tl.load(beta_ptr + (t + sign * o) * H, mask=valid, other=0.0).to(tl.float32)
-        b_h = tl.load(hs_ptr + c * BK * BV + state)  # as stored: already a dot operand
-        rq, rk, G, Gc, Gam, KK, L, A = _chunk_prep(q, k, g, beta, BT, USE_L2, EPS, MODE)
+        b_h = tl.load(hs_ptr + c * CS + state)  # as stored by the forward: already dot operands
+        A = tl.load(hs_ptr + c * CS + BK * BV + tile)
+        rq = tl.load(rs_ptr + c * 2 * BT + o)
+        rk = tl.load(rs_ptr + c * 2 * BT + BT + o)
+        G, Gc, Gam, KK = _chunk_gates(k, g, rk, BT, MODE)
         gam = tl.exp(G)
         lam = tl.exp(Gc - G)
         eGc = tl.exp(Gc)
@@ -365,22 +378,23 @@ class _ChunkGDNv2(torch.autograd.Function):
         lengths = lengths.to(device=q.device, dtype=torch.int32).contiguous()
         BK, BV, NT = _block(K), _block(V), max(1, triton.cdiv(T, CHUNK))
         os_ = [_empty(q, (B, T, H, V)) for _ in range(ndir)]
-        hs = torch.empty((ndir, B * H, NT, BK, BV), dtype=torch.bfloat16 if mode == 1 else torch.float32,
+        hs = torch.empty((ndir, B * H, NT, BK * BV + CHUNK * CHUNK), dtype=torch.bfloat16 if mode == 1 else torch.float32,
                          device=q.device)
+        rs = torch.empty((ndir, B * H, NT, 2, CHUNK), dtype=torch.float32, device=q.device)
         ht = torch.empty((B, H, K, V), dtype=torch.float32, device=q.device) if store_ht else None
         h0c = None if h0 is None else h0.to(torch.float32).contiguous()
         args = [(*x, o) for x, o in zip(per_dir, os_)]
         gdn_v2_fwd_kernel[(B * H, ndir)](
-            *args[0], *args[-1], h0c, ht, hs, lengths, scale, T, H, NT, *sq, *sv,
+            *args[0], *args[-1], h0c, ht, hs, rs, lengths, scale, T, H, NT, *sq, *sv,
             K=K, V=V, BK=BK, BV=BV, BT=CHUNK, MODE=mode, USE_L2=use_l2, HAS_H0=h0 is not None,
             STORE_HT=store_ht, EPS=L2_EPS, **launch)
-        ctx.save_for_backward(lengths, h0, hs, *[x for p in per_dir for x in p])
+        ctx.save_for_backward(lengths, h0, hs, rs, *[x for p in per_dir for x in p])
         ctx.cfg = (scale, use_l2, mode, launch)
         return (*os_, ht)
 
     @staticmethod
     def backward(ctx, *grads):
-        lengths, h0, hs, *xs = ctx.saved_tensors
+        lengths, h0, hs, rs, *xs = ctx.saved_tensors
         scale, use_l2, mode, launch = ctx.cfg
         ndir = len(xs) // 5
         d_os, dht = grads[:ndir], grads[ndir]
@@ -396,7 +410,7 @@ class _ChunkGDNv2(torch.autograd.Function):
             args.append((*x, dos[d], *dx))
         dh0 = torch.empty((B, H, K, V), dtype=torch.float32, device=q.device) if h0 is not None else None
         gdn_v2_bwd_kernel[(B * H, ndir)](
-            *args[0], *args[-1], None if dht is None else dht.to(torch.float32).contiguous(), dh0, hs, lengths,
+            *args[0], *args[-1], None if dht is None else dht.to(torch.float32).contiguous(), dh0, hs, rs, lengths,
             scale, T, H, hs.shape[2], *q.stride(), *v.stride(), *so, *dxs[0].stride(), *dxs[2].stride(),
             K=K, V=V, BK=_block(K), BV=_block(V), BT=CHUNK, MODE=mode, USE_L2=use_l2, HAS_H0=h0 is not None,
             HAS_DHT=dht is not None, EPS=L2_EPS, **launch)
