@@ -94,22 +94,26 @@ def test_v2_emulated_bf16_operands_match_naive_at_fla_tolerances():
         assert 1e-4 < rel_rms(a, r) <= LOW_PRECISION_TOL[name], f"d{name}: {rel_rms(a, r):.2e}"
 
 
+def _conv_views(x: GDNInputs) -> GDNInputs:
+    """q, k, v as views of one time-major [B, 3HK, T] buffer, like the student's conv output (K == V)."""
+    B, T, H, K = x.q.shape
+    packed = torch.stack([x.q, x.k, x.v], 2).detach().reshape(B, T, 3 * H * K).transpose(1, 2).contiguous()
+    q, k, v = packed.requires_grad_().transpose(1, 2).view(B, T, 3, H, K).unbind(2)
+    return GDNInputs(q, k, v, x.g, x.beta)
+
+
 def test_v2_strided_inputs_need_no_copy_and_grads_keep_their_layout():
     """q, k, v as the student's conv output views (time stride 1): same numbers as contiguous inputs, and the
     gradients come back in the inputs' dimension order."""
     B, T, H, K = 2, 20, 2, 16
     lengths = torch.tensor([20, 11], device=DEVICE)
-    x = make_inputs(B, T, H, K, K, device=DEVICE)
-    packed = torch.stack([x.q, x.k, x.v], 2).detach().reshape(B, T, 3 * H * K).transpose(1, 2).contiguous()
-    packed.requires_grad_()
-    q, k, v = packed.transpose(1, 2).view(B, T, 3, H, K).unbind(2)
-    strided = GDNInputs(q, k, v, x.g, x.beta)
+    strided = _conv_views(make_inputs(B, T, H, K, K, device=DEVICE))
     dense = GDNInputs(*(t.detach().contiguous().requires_grad_() for t in strided))
     out_s = bidirectional_gated_delta_rule(strided, strided, lengths=lengths, impl="triton_v2")
     out_d = bidirectional_gated_delta_rule(dense, dense, lengths=lengths, impl="triton_v2")
     for a, r in zip(out_s, out_d):
         assert rel_rms(a, r) <= 1e-6
-    g_s, g_d = grads(out_s, [q, k, v]), grads(out_d, dense[:3])
+    g_s, g_d = grads(out_s, strided[:3]), grads(out_d, dense[:3])
     for a, r in zip(g_s, g_d):
         assert a.stride(1) == 1 and rel_rms(a, r) <= 1e-6  # time-major like q, k, v
 
@@ -146,3 +150,61 @@ def test_v2_rejects_unknown_operand_mode():
     x = make_inputs(1, 4, 1, 16, 16, device=DEVICE)
     with pytest.raises(HadError, match="operands='fp8'"):
         v2.chunk_gated_delta_rule_v2(*x, 0.25, operands="fp8")
+
+
+# Compiled on a GPU: every configuration the benchmark and gpu_kernels_v2.sh time (1 warp; Triton's default
+# num_stages and 1; dense and conv-view q/k/v), all gradients, both directions, padded.
+cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+CONFIGS = [pytest.param(st, lay, id=f"s{st or 'default'}-{lay}") for st in (None, 1) for lay in ("dense", "conv")]
+
+
+def _layout(x: GDNInputs, layout: str) -> GDNInputs:
+    return _conv_views(x) if layout == "conv" else x
+
+
+@cuda_only
+@pytest.mark.parametrize("stages,layout", CONFIGS)
+def test_v2_cuda_fp32_every_configuration(stages, layout):
+    B, T, H, K = 2, 200, 2, 32
+    lengths = torch.tensor([200, 71], device="cuda")
+    fwd = _layout(make_inputs(B, T, H, K, K, lengths.cpu(), seed=1, device="cuda"), layout)
+    bwd = _layout(make_inputs(B, T, H, K, K, lengths.cpu(), seed=2, device="cuda"), layout)
+    ref = bidirectional_gated_delta_rule(fwd, bwd, lengths=lengths, impl="naive")
+    out = v2.chunk_bidirectional_gated_delta_rule_v2(fwd, bwd, K**-0.5, lengths, num_stages=stages)
+    for a, r in zip(out, ref):
+        assert torch.isfinite(a).all() and rel_rms(a, r) <= TOL, f"o: {rel_rms(a, r):.2e}"
+    for name, a, r in zip(NAMES * 2, grads(out, [*fwd, *bwd]), grads(ref, [*fwd, *bwd])):
+        assert torch.isfinite(a).all() and rel_rms(a, r) <= TOL, f"d{name}: {rel_rms(a, r):.2e}"
+
+
+@cuda_only
+@pytest.mark.parametrize("stages", [None, 1])
+def test_v2_cuda_fp32_initial_and_final_state(stages):
+    B, T, H, K = 2, 100, 2, 32
+    lengths = torch.tensor([100, 37], device="cuda")
+    x = make_inputs(B, T, H, K, K, lengths.cpu(), device="cuda")
+    h0 = torch.randn(B, H, K, K, device="cuda").requires_grad_()
+    ref = gated_delta_rule(*x, initial_state=h0, output_final_state=True, lengths=lengths, impl="naive")
+    out = v2.chunk_gated_delta_rule_v2(*x, K**-0.5, h0, lengths, num_stages=stages)
+    for a, r in zip(out, ref):
+        assert rel_rms(a, r) <= TOL
+    for name, a, r in zip([*NAMES, "h0"], grads(out, [*x, h0]), grads(ref, [*x, h0])):
+        assert torch.isfinite(a).all() and rel_rms(a, r) <= TOL, f"d{name}: {rel_rms(a, r):.2e}"
+
+
+@cuda_only
+@pytest.mark.parametrize("stages,layout", CONFIGS)
+@pytest.mark.parametrize("T,lengths", [(300, [300, 157]), (1024, [1024, 999])], ids=["T300", "T1024"])
+def test_v2_cuda_bf16_every_configuration(stages, layout, T, lengths):
+    """bf16 inputs and operands against the fp32 recurrence on the same bf16 inputs, at fla's tolerances."""
+    B, H, K = 2, 4, 32
+    lengths = torch.tensor(lengths, device="cuda")
+    fwd = _layout(make_inputs(B, T, H, K, K, lengths.cpu(), seed=1, dtype=torch.bfloat16, device="cuda"), layout)
+    bwd = _layout(make_inputs(B, T, H, K, K, lengths.cpu(), seed=2, dtype=torch.bfloat16, device="cuda"), layout)
+    ref = bidirectional_gated_delta_rule(fwd, bwd, lengths=lengths, impl="naive")
+    out = v2.chunk_bidirectional_gated_delta_rule_v2(fwd, bwd, K**-0.5, lengths, num_stages=stages)
+    for a, r in zip(out, ref):
+        assert torch.isfinite(a).all() and rel_rms(a, r) <= LOW_PRECISION_TOL["o"], f"o: {rel_rms(a, r):.2e}"
+    for name, a, r in zip(NAMES * 2, grads(out, [*fwd, *bwd]), grads(ref, [*fwd, *bwd])):
+        assert torch.isfinite(a).all(), name
+        assert rel_rms(a, r) <= LOW_PRECISION_TOL[name], f"d{name}: {rel_rms(a, r):.2e}"
