@@ -150,10 +150,11 @@ def configs() -> list[Config]:
                                                            ("dg", "*fp32"), ("dbeta", "*fp32"))}
         contiguous = (T * H * K, H * K, K, 1)
         strides = {f"s{n}_{a}": s for n in ("o", "dq", "dv") for a, s in zip("bthd", contiguous)}
-        bwd = dict(common, **x, **grads, **strides, dht_ptr=None, dh0_ptr=None, hs_ptr=hs, rs_ptr="*fp32", HAS_DHT=False)
+        bwd = dict(common, **x, **grads, **strides, dht_ptr=None, dh0_ptr=None, hs_ptr=hs, rs_ptr="*fp32", HAS_DHT=False,
+                   RELOAD_T=layout == "dense")
         if layout != "dense":  # gradients follow the inputs' dimension order
             bwd.update({f"s{n}_{a}": s for n in ("dq", "dv") for a, s in zip("bthd", (H * K * T, 1, K * T, T))})
-        consts = ("K", "V", "BK", "BV", "BT", "MODE", "USE_L2", "HAS_H0", "STORE_HT", "HAS_DHT", "EPS")
+        consts = ("K", "V", "BK", "BV", "BT", "MODE", "USE_L2", "HAS_H0", "STORE_HT", "HAS_DHT", "RELOAD_T", "EPS")
         tag = f"C16 w{warps} {dtype} {layout}" + (f" s{stages}" if stages else "")
         opts = {"num_stages": stages} if stages else {}
         return [Config(f"v2 fwd {tag}", chunk_v2.gdn_v2_fwd_kernel, fwd, consts, warps, 16, options=opts),

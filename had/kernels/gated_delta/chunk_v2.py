@@ -84,14 +84,14 @@ def _inverse_norms(q, k, USE_L2: tl.constexpr, EPS: tl.constexpr):
 
 
 @triton.jit
-def _chunk_gates(k, g, rk, BT: tl.constexpr, MODE: tl.constexpr):
+def _chunk_gates(k, kT, g, rk, BT: tl.constexpr, MODE: tl.constexpr):
     """G (cumulative gate), Gc (chunk total), Γ [BT, BT] (0 above the diagonal) and K̂K̂ᵀ (fp32)."""
     o = tl.arange(0, BT)
     G = tl.cumsum(g, 0)
     Gc = tl.sum(g, 0)  # padding rows have g = 0: G at the last real row
     # mask the exponent, not the result: exp of the upper triangle could overflow to inf
     Gam = tl.exp(tl.where(o[:, None] >= o[None, :], G[:, None] - G[None, :], float("-inf")))
-    KK = _dot(k, tl.trans(k), MODE) * (rk[:, None] * rk[None, :])
+    KK = _dot(k, kT, MODE) * (rk[:, None] * rk[None, :])
     return G, Gc, Gam, KK
 
 
@@ -169,7 +169,7 @@ def gdn_v2_fwd_kernel(
         rq, rk = _inverse_norms(q, k, USE_L2, EPS)
         tl.store(rs_ptr + c * 2 * BT + o, rq)
         tl.store(rs_ptr + c * 2 * BT + BT + o, rk)
-        G, Gc, Gam, KK = _chunk_gates(k, g, rk, BT, MODE)
+        G, Gc, Gam, KK = _chunk_gates(k, tl.trans(k), g, rk, BT, MODE)
         A = _unit_lower_inverse(tl.where(o[:, None] > o[None, :], beta[:, None] * KK * Gam, 0.0), BT, MODE)
         tl.store(hs_ptr + c * CS + BK * BV + tile, A.to(hs_ptr.dtype.element_ty))
         gam = tl.exp(G)
@@ -204,11 +204,13 @@ def gdn_v2_bwd_kernel(
     sdq_b, sdq_t, sdq_h, sdq_d, sdv_b, sdv_t, sdv_h, sdv_d,
     K: tl.constexpr, V: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BT: tl.constexpr,
     MODE: tl.constexpr, USE_L2: tl.constexpr, HAS_H0: tl.constexpr, HAS_DHT: tl.constexpr,
-    EPS: tl.constexpr,
+    RELOAD_T: tl.constexpr, EPS: tl.constexpr,
 ):
     """Grid (B*H, directions): one reverse sweep per program carrying dh = dLoss/d(state leaving the chunk).
 
     Strides: q, k (sq_*), v (sv_*), do (so_*), dq, dk (sdq_*), dv (sdv_*); g, beta, dg, dbeta contiguous.
+    RELOAD_T: load qᵀ, kᵀ a second time instead of transposing registers (fewer instructions and spills when
+    the feature dim is contiguous, more when it is strided: measured by benchmarks/gdn_sass.py).
     """
     bh = tl.program_id(0)
     d = tl.program_id(1)
@@ -243,11 +245,14 @@ def gdn_v2_bwd_kernel(
     dg_ptr = _seq(dg_ptr, b, h, T * H, 1)
     dbeta_ptr = _seq(dbeta_ptr, b, h, T * H, 1)
     po = (sign * o)[:, None]
+    po_t = (sign * o)[None, :]
     CS: tl.constexpr = BK * BV + BT * BT
     hs_ptr += (d * tl.num_programs(0) + bh).to(tl.int64) * NT * CS
     rs_ptr += (d * tl.num_programs(0) + bh).to(tl.int64) * NT * 2 * BT
     tile = o[:, None] * BT + o[None, :]
+    tile_t = o[:, None] + o[None, :] * BT
     state = kk[:, None] * BV + vv[None, :]
+    state_t = vv[:, None] + kk[None, :] * BV
     m_kv = (kk < K)[:, None] & mv
     b_dh = tl.zeros([BK, BV], dtype=tl.float32)
     if HAS_DHT:
@@ -257,6 +262,7 @@ def gdn_v2_bwd_kernel(
         valid = (c * BT + o) < seq_len
         t = t0 + sign * c * BT
         m_qk = valid[:, None] & mk
+        m_qk_t = valid[None, :] & (kk < K)[:, None]
         m_v = valid[:, None] & mv
         q = tl.load(q_ptr + (t + po) * sq_t + kk[None, :] * sq_d, mask=m_qk, other=0.0)
         k = tl.load(k_ptr + (t + po) * sq_t + kk[None, :] * sq_d, mask=m_qk, other=0.0)
@@ -266,24 +272,32 @@ def gdn_v2_bwd_kernel(
         beta = tl.load(beta_ptr + (t + sign * o) * H, mask=valid, other=0.0).to(tl.float32)
         b_h = tl.load(hs_ptr + c * CS + state)  # as stored by the forward: already dot operands
         A = tl.load(hs_ptr + c * CS + BK * BV + tile)
+        AT = tl.load(hs_ptr + c * CS + BK * BV + tile_t)  # reloaded (L1) rather than transposed in registers
         rq = tl.load(rs_ptr + c * 2 * BT + o)
         rk = tl.load(rs_ptr + c * 2 * BT + BT + o)
-        G, Gc, Gam, KK = _chunk_gates(k, g, rk, BT, MODE)
+        if RELOAD_T:  # the transposed operands reloaded (L1) rather than transposed in registers
+            qT = tl.load(q_ptr + (t + po_t) * sq_t + kk[:, None] * sq_d, mask=m_qk_t, other=0.0)
+            kT = tl.load(k_ptr + (t + po_t) * sq_t + kk[:, None] * sq_d, mask=m_qk_t, other=0.0)
+        else:
+            qT = tl.trans(q)
+            kT = tl.trans(k)
+        G, Gc, Gam, KK = _chunk_gates(k, kT, g, rk, BT, MODE)
         gam = tl.exp(G)
         lam = tl.exp(Gc - G)
         eGc = tl.exp(Gc)
         qf = q.to(tl.float32)
         kf = k.to(tl.float32)
         N = _new_values(A, k, v, b_h, beta, gam, rk, MODE)
-        S = _dot(q, tl.trans(k), MODE) * Gam * ((scale * rq)[:, None] * rk[None, :])  # s (Q̂ K̂ᵀ) ⊙ Γ
+        S = _dot(q, kT, MODE) * Gam * ((scale * rq)[:, None] * rk[None, :])  # s (Q̂ K̂ᵀ) ⊙ Γ
         dN = _dot(tl.trans(S), do, MODE, (lam * rk)[:, None] * _dot(k, b_dh, MODE))
-        dY = _dot(tl.trans(A), dN, MODE)  # Y = β ⊙ V - Xw h with Xw = β e^G ⊙ K̂
+        dY = _dot(AT, dN, MODE)  # Y = β ⊙ V - Xw h with Xw = β e^G ⊙ K̂
         # each gradient is stored as soon as it is complete, to keep few tiles live (spills)
         tl.store(dv_ptr + (t + po) * sdv_t + vv[None, :] * sdv_d, (beta[:, None] * dY).to(dv_ptr.dtype.element_ty),
                  mask=m_v)
         dS = _dot(do, tl.trans(N), MODE)  # dLoss/dS without the scale
         P = dS * Gam
-        do_h = _dot(do, tl.trans(b_h), MODE) * (scale * gam)[:, None]
+        b_hT = tl.load(hs_ptr + c * CS + state_t)  # likewise hᵀ
+        do_h = _dot(do, b_hT, MODE) * (scale * gam)[:, None]
         dG = rq * tl.sum(do_h * qf, 1)
         dq = _dot(P * (scale * rk)[None, :], k, MODE, do_h)  # dLoss/dQ̂
         if USE_L2:  # d x = r (dy - y <y, dy>) with y = x r
@@ -291,7 +305,7 @@ def gdn_v2_bwd_kernel(
         tl.store(dq_ptr + (t + po) * sdq_t + kk[None, :] * sdq_d, dq.to(dq_ptr.dtype.element_ty), mask=m_qk)
         dk_h = _dot(N, tl.trans(b_dh), MODE) * lam[:, None]
         dkh_k = rk * tl.sum(dk_h * kf, 1)
-        nXw = _dot(dY, tl.trans(b_h), MODE)  # -dXw
+        nXw = _dot(dY, b_hT, MODE)  # -dXw
         xw_k = -gam * rk * tl.sum(nXw * kf, 1)
         # dL = -strictLower(dY Nᵀ) (A Y = N); nE = -dL ⊙ Γ, and dL ⊙ L = -β ⊙ nE ⊙ K̂K̂ᵀ
         nE = tl.where(strict, _dot(dY, tl.trans(N), MODE) * Gam, 0.0)
@@ -311,8 +325,8 @@ def gdn_v2_bwd_kernel(
         dGc = eGc * tl.sum(tl.sum(b_h.to(tl.float32) * b_dh, 1), 0) + tl.sum(dkh_k, 0)
         dG += tl.where(o == BT - 1, dGc, 0.0)
         dg = tl.cumsum(dG, 0, reverse=True)
-        b_dh = _dot(tl.trans(q), (scale * gam * rq)[:, None] * do.to(tl.float32), MODE, eGc * b_dh)
-        b_dh = _dot(tl.trans(k), (-beta * gam * rk)[:, None] * dY, MODE, b_dh)
+        b_dh = _dot(qT, (scale * gam * rq)[:, None] * do.to(tl.float32), MODE, eGc * b_dh)
+        b_dh = _dot(kT, (-beta * gam * rk)[:, None] * dY, MODE, b_dh)
         tl.store(dg_ptr + (t + sign * o) * H, dg.to(dg_ptr.dtype.element_ty), mask=valid)
         tl.store(dbeta_ptr + (t + sign * o) * H, dbeta.to(dbeta_ptr.dtype.element_ty), mask=valid)
     if HAS_H0:
@@ -413,7 +427,7 @@ class _ChunkGDNv2(torch.autograd.Function):
             *args[0], *args[-1], None if dht is None else dht.to(torch.float32).contiguous(), dh0, hs, rs, lengths,
             scale, T, H, hs.shape[2], *q.stride(), *v.stride(), *so, *dxs[0].stride(), *dxs[2].stride(),
             K=K, V=V, BK=_block(K), BV=_block(V), BT=CHUNK, MODE=mode, USE_L2=use_l2, HAS_H0=h0 is not None,
-            HAS_DHT=dht is not None, EPS=L2_EPS, **launch)
+            HAS_DHT=dht is not None, RELOAD_T=q.stride(-1) == 1, EPS=L2_EPS, **launch)
         dh0 = dh0.to(h0.dtype) if h0 is not None else None
         return (None, None, None, dh0, None, None, None, *dxs)
 
