@@ -8,8 +8,9 @@ sequence in chunks of 16 (design and measurements: shared/notes/gdn_kernel_v2.md
 - dot operands in bf16 (OPERANDS="bf16") with fp32 state and accumulators; q/k normalisation and the other
   row scalings are folded into fp32 results or into fp32 intermediates, never into a re-rounded copy of a
   bf16 input;
-- the forward stores the state entering each chunk, so the backward is a single reverse sweep, with
-  dL = -strictLower(dY Nᵀ) instead of -Aᵀ dA Aᵀ (A Y = N, Y = (I + L) N);
+- the forward stores, per chunk, the entering state and A (in operand precision) and rq, rk (fp32), so the
+  backward is a single reverse sweep without inverse or renormalisation, with dL = -strictLower(dY Nᵀ)
+  instead of -Aᵀ dA Aᵀ (A Y = N, Y = (I + L) N);
 - q, k, v are read through their strides (no copies), their gradients written in `empty_like` layout, and
   every padded position t >= lengths[b] is zero-filled by the kernel itself.
 
@@ -109,6 +110,14 @@ def _seq(ptr, b, h, s_b, s_h):
 
 
 @triton.jit
+def _zero_rows(ptr, t, T, s_t, s_d, cols, ncols, BT: tl.constexpr, BC: tl.constexpr):
+    """Zero rows t .. t+BT-1 (< T) of a [T, ncols] tile at ptr with strides (s_t, s_d)."""
+    rows = t + tl.arange(0, BT)
+    tl.store(ptr + rows[:, None] * s_t + cols[None, :] * s_d, tl.zeros([BT, BC], ptr.dtype.element_ty),
+             mask=(rows < T)[:, None] & (cols < ncols)[None, :])
+
+
+@triton.jit
 def gdn_v2_fwd_kernel(
     q0, k0, v0, g0, beta0, o0,
     q1, k1, v1, g1, beta1, o1,
@@ -180,19 +189,8 @@ def gdn_v2_fwd_kernel(
         b_h = _dot(tl.trans(k), (tl.exp(Gc - G) * rk)[:, None] * N, MODE, tl.exp(Gc) * b_h)
     if STORE_HT:
         tl.store(ht_ptr + bh.to(tl.int64) * K * V + kk[:, None] * V + vv[None, :], b_h, mask=m_kv)
-    # padding rows t >= seq_len (the same rows for both directions): o = 0
-    for t in range(seq_len, T, BT):
-        rows = t + o
-        tl.store(o_ptr + rows[:, None] * (H * V) + vv[None, :], tl.zeros([BT, BV], o_ptr.dtype.element_ty),
-                 mask=(rows < T)[:, None] & mv)
-
-
-@triton.jit
-def _zero_rows(ptr, t, T, s_t, s_d, cols, ncols, BT: tl.constexpr, BC: tl.constexpr):
-    """Zero rows t .. t+BT-1 (< T) of a [T, ncols] tile at ptr with strides (s_t, s_d)."""
-    rows = t + tl.arange(0, BT)
-    tl.store(ptr + rows[:, None] * s_t + cols[None, :] * s_d, tl.zeros([BT, BC], ptr.dtype.element_ty),
-             mask=(rows < T)[:, None] & (cols < ncols)[None, :])
+    for t in range(seq_len, T, BT):  # padding rows t >= seq_len, the same for both directions: o = 0
+        _zero_rows(o_ptr, t, T, H * V, 1, vv, V, BT, BV)
 
 
 @triton.jit
@@ -335,8 +333,8 @@ def gdn_v2_bwd_kernel(
         _zero_rows(dq_ptr, t, T, sdq_t, sdq_d, kk, K, BT, BK)
         _zero_rows(dk_ptr, t, T, sdq_t, sdq_d, kk, K, BT, BK)
         _zero_rows(dv_ptr, t, T, sdv_t, sdv_d, vv, V, BT, BV)
-        _zero_rows(dg_ptr, t, T, H, 1, o, 1, BT, BT)
-        _zero_rows(dbeta_ptr, t, T, H, 1, o, 1, BT, BT)
+        tl.store(dg_ptr + (t + o) * H, tl.zeros([BT], dg_ptr.dtype.element_ty), mask=t + o < T)
+        tl.store(dbeta_ptr + (t + o) * H, tl.zeros([BT], dbeta_ptr.dtype.element_ty), mask=t + o < T)
 
 
 def _strides(ts: list[torch.Tensor]) -> tuple[list[torch.Tensor], tuple[int, ...]]:
