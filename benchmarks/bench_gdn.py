@@ -138,8 +138,9 @@ def kernel_resources() -> dict:
         for cache in getattr(fn, "device_caches", {}).values():
             for kernel in cache[0].values():
                 meta = kernel.metadata
-                out.setdefault(fn.__name__, []).append(dict(warps=meta.num_warps, stages=meta.num_stages,
-                                                            regs=kernel.n_regs, spill_bytes=kernel.n_spills))
+                out.setdefault(fn.__name__, []).append(dict(
+                    warps=getattr(meta, "num_warps", None), stages=getattr(meta, "num_stages", None),
+                    regs=getattr(kernel, "n_regs", None), spill_bytes=getattr(kernel, "n_spills", None)))
     return out
 
 

@@ -62,8 +62,8 @@ part() {  # name cap_s command...: run under a time cap, log everything, remembe
     ((rc == 0)) || failed+=("$name")
 }
 
-part precompile 75 "${precompile[@]}"
-part tests 75 "${tests[@]}"
+part precompile 65 "${precompile[@]}"
+part tests 85 "${tests[@]}"
 part bench 95 "${bench[@]}"
 part train-had-1.1m-v2 50 "${train[@]}"
 
