@@ -338,17 +338,33 @@ def demo(
     pipeline.run(cfg, Path(out), seed=seed)
 
 
+# `had experiment --help` must not import the experiment (torch: seconds): the keys are listed here, and
+# tests/test_cli.py checks the list against the Experiment and TeacherPretrainConfig dataclasses.
+EXPERIMENT_KEYS_HELP = (
+    " experiment.<key> sets the experiment itself (preset values in had/pipeline/experiment.py): "
+    "n_contigs, contig_length (synthetic genome size), cache_contigs (contigs the students read; null = all), "
+    "tasks, task_train, task_test, task_length (synthetic tasks), real_tasks, real_max_train (GUE tasks of "
+    "--data real, training rows; null = all), variants (students to train), eval_teacher (fine-tune the "
+    "teacher too). experiment.teacher.<key> sets the teacher's pretraining: hidden_size, num_layers, "
+    "num_heads, window, batch_size, steps, lr, weight_decay, warmup_fraction, mask_ratio, val_fraction, "
+    "val_windows, log_every, seed, device. E.g. --set experiment.eval_teacher=false "
+    "--set experiment.teacher.steps=100."
+)
+
+
 @app.command()
 @_user_errors
 def experiment(
     preset: str = typer.Option("cpu", help="cpu (2 CPU cores, 30-45 min) or gpu (one GPU; bigger genome, teacher, tasks; unmeasured)."),
     data: str = typer.Option("synthetic", help="synthetic (generated from --seed, NT-layout tasks) or real "
-                             "(1 Mb of chr20 + GUE tasks from ../shared/data/real)."),
+                             "(a real genome and GUE tasks from --data-root)."),
+    data_root: Optional[str] = typer.Option(
+        None, "--data-root", help="With --data real: a folder holding genome/<one FASTA> and "
+        "GUE/<group>/<task>/{train,dev,test}.csv, e.g. ../shared/data/real in a checkout (1 Mb of chr20 + GUE) "
+        "(default: none; required with --data real)."),
     seed: int = typer.Option(0, help="Generator seed of the synthetic genome and tasks; also seeds the teacher."),
     out: str = typer.Option("runs/science", "--out", "-o", help="Folder for every artifact, summary.md and summary.png."),
-    set_: Optional[list[str]] = typer.Option(
-        None, "--set", help=SET_HELP + " experiment.<key> sets the experiment itself, e.g. "
-        "--set experiment.eval_teacher=false or --set experiment.teacher.steps=100."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP + EXPERIMENT_KEYS_HELP),
 ) -> None:
     """Does the distillation work? Teacher pretraining, HAD and its ablations, eval of all, and a verdict."""
     from had.pipeline import experiment as pipeline
@@ -356,7 +372,7 @@ def experiment(
     ours, rest = pipeline.parse_overrides(_parse_sets(set_))
     exp, cfg = pipeline.build(preset, data, rest, ours)
     check_student(cfg)
-    pipeline.run(exp, cfg, out, seed=seed)
+    pipeline.run(exp, cfg, out, seed=seed, data_root=data_root)
 
 
 if __name__ == "__main__":  # pragma: no cover

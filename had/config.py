@@ -55,6 +55,9 @@ class TeacherConfig:
     layer: int = -1  # hidden-state index to cache; -1 = last (after the final norm)
     max_tokens_per_batch: int = 65536  # teacher tokens per forward batch, padding included
     device: str = "auto"  # auto | cpu | cuda
+    # Intra-op threads of a CPU teacher's forward, fixed rather than taken from OMP_NUM_THREADS or the
+    # core count: fp32 sums round differently with each thread count (cache FORMAT.md, "Determinism").
+    cpu_threads: int = 1
 
 
 @dataclass
@@ -190,6 +193,7 @@ RULES: dict[str, Rule] = {
     "teacher.layer": _at_least(-1, " (-1 = the last layer)"),
     "teacher.max_tokens_per_batch": _at_least(1),
     "teacher.device": _device("auto", "cpu", "cuda"),
+    "teacher.cpu_threads": _at_least(1),
     "mask.ratio": _fraction(low_open=True),
     "mask.views": _at_least(1),
     "mask.teacher_input": _one_of("masked", "full"),
@@ -218,7 +222,7 @@ RULES: dict[str, Rule] = {
     "eval.seeds": _at_least(1),
     "eval.epochs": _at_least(1, " (null for the benchmark's default)"),
     "eval.batch_size": _at_least(1),
-    "eval.max_length": _at_least(1, " nt (null for no cut)"),
+    "eval.max_length": _at_least(6, " nt (one 6-mer token; null for no cut)"),
     "eval.val_fraction": _fraction(low_open=True, high_open=True),
     "eval.warmup_fraction": _fraction(),
     "eval.weight_decay": _at_least(0),

@@ -13,6 +13,7 @@ teacher, benchmark shapes) go through the very same path.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -44,6 +45,7 @@ class Teacher:
     max_tokens: int  # longest input (CLS included) its positions allow
     config_hash: str  # sha256 of the model config (JSON, sorted keys)
     fingerprint: str  # sha256 over the weight files, or over the state_dict bytes
+    cpu_threads: int | None = None  # intra-op threads of a forward on CPU; None = torch's current setting
 
     @property
     def device(self) -> torch.device:
@@ -52,6 +54,16 @@ class Teacher:
     @property
     def dtype(self) -> torch.dtype:
         return next(self.encoder.parameters()).dtype
+
+    def numerics(self) -> dict:
+        """What decides the features' bits beyond the teacher and its inputs (cache FORMAT.md, "Determinism"):
+        torch version, device kind (CPU instruction set or GPU model), compute dtype, CPU threads."""
+        device = self.device
+        on_cpu = device.type == "cpu"
+        kind = f"cpu ({torch.backends.cpu.get_cpu_capability()})" if on_cpu else torch.cuda.get_device_name(device)
+        dtype = {v: k for k, v in DTYPES.items()}[self.dtype]
+        return {"torch": torch.__version__, "device": kind, "dtype": dtype,
+                "cpu_threads": (self.cpu_threads or torch.get_num_threads()) if on_cpu else None}
 
     def check_layer(self, layer: int) -> None:
         """-1 = last hidden state after the final norm; 0 = embeddings; k = output of block k."""
@@ -74,22 +86,39 @@ class Teacher:
         self.check_layer(layer)
         device = self.device
         kwargs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
-        if layer == -1:
-            return self.encoder(**kwargs, return_dict=True).last_hidden_state
-        module = self.encoder.embeddings if layer == 0 else self.encoder.encoder.layer[layer - 1]
-        captured = []
-        handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out[0] if isinstance(out, tuple) else out))
+        with self._threads():
+            if layer == -1:
+                return self.encoder(**kwargs, return_dict=True).last_hidden_state
+            module = self.encoder.embeddings if layer == 0 else self.encoder.encoder.layer[layer - 1]
+            captured = []
+            handle = module.register_forward_hook(
+                lambda _m, _i, out: captured.append(out[0] if isinstance(out, tuple) else out))
+            try:
+                self.encoder(**kwargs, return_dict=True)
+            finally:
+                handle.remove()
+            return captured[0]
+
+    @contextlib.contextmanager
+    def _threads(self):
+        """On CPU, run on exactly `cpu_threads` intra-op threads, then restore the process's setting."""
+        if self.cpu_threads is None or self.device.type != "cpu":
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.cpu_threads)
         try:
-            self.encoder(**kwargs, return_dict=True)
+            yield
         finally:
-            handle.remove()
-        return captured[0]
+            torch.set_num_threads(before)
 
 
-def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto", device: str = "auto") -> Teacher:
+def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto", device: str = "auto",
+                 cpu_threads: int | None = None) -> Teacher:
     """Load a teacher backbone from a HF hub id or a local directory (frozen, eval mode).
 
-    dtype: auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16; device: auto | cpu | cuda[:i].
+    dtype: auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16; device: auto | cpu | cuda[:i];
+    cpu_threads: intra-op threads of `features` on CPU (None: whatever the process uses).
     """
     from transformers import AutoConfig, AutoModelForMaskedLM
     from transformers.utils import logging as hf_logging
@@ -115,7 +144,9 @@ def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto
             raise _remote_code_error(model) from None
         raise HadError(f"model {model}: cannot load: {e}") from None
     except OSError as e:
-        raise HadError(f"model {model}: not a local directory or reachable hub id ({e})") from None
+        reason = str(e).split("\n")[0]
+        raise HadError(f"model {model}: neither an existing local folder nor a hub id that could be loaded "
+                       f"({reason})") from None
     encoder = mlm.base_model.to(device).eval().requires_grad_(False)
     del mlm
     tokenizer = NTv2Tokenizer.from_dir(local if (local / "vocab.txt").is_file() else TOKENIZER_DIR)
@@ -133,6 +164,7 @@ def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto
         max_tokens=max_tokens,
         config_hash=hashlib.sha256(config_json.encode()).hexdigest(),
         fingerprint=_fingerprint(local if local.is_dir() else _hub_snapshot(model), encoder),
+        cpu_threads=cpu_threads,
     )
 
 

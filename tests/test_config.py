@@ -92,7 +92,7 @@ BAD_VALUES = [
     ("eval.lrs", [1e-3, -1], r"eval.lrs=\[0.001, -1.0\]: must be > 0"),
     ("eval.epochs", 0, "eval.epochs=0: must be >= 1"),
     ("eval.batch_size", 0, "eval.batch_size=0: must be >= 1"),
-    ("eval.max_length", 0, r"eval.max_length=0: must be >= 1 nt \(null for no cut\)"),
+    ("eval.max_length", 5, r"eval.max_length=5: must be >= 6 nt \(one 6-mer token; null for no cut\)"),
     ("eval.max_train_samples", 0, "eval.max_train_samples=0: must be >= 1"),
     ("eval.workers", -1, "eval.workers=-1: must be >= 0"),
     ("eval.benchmark", "ntt", "eval.benchmark='ntt': must be one of nt, gb, gue"),

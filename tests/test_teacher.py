@@ -115,10 +115,12 @@ def test_paths_that_cannot_be_a_teacher_are_named(tiny, tmp_path, monkeypatch):
         raise OSError("offline")
 
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", offline)
-    for hub_id in ("InstaDeepAI/nucleotide-transformer-v2-500m-multi-species", "nt-v2"):
-        with pytest.raises(HadError, match=f"model {hub_id}: not a local directory or reachable hub id"):
+    # "runs/x" is hub-id shaped: the message must not call it only a hub id
+    for hub_id in ("InstaDeepAI/nucleotide-transformer-v2-500m-multi-species", "nt-v2", "runs/x"):
+        with pytest.raises(HadError, match=f"^model {hub_id}: neither an existing local folder nor a hub id that "
+                                           r"could be loaded \(offline\)$"):
             load_teacher(hub_id)
-    assert asked == ["InstaDeepAI/nucleotide-transformer-v2-500m-multi-species", "nt-v2"]
+    assert asked == ["InstaDeepAI/nucleotide-transformer-v2-500m-multi-species", "nt-v2", "runs/x"]
 
 
 def test_remote_code_checkpoint_needs_the_flag(tiny, tmp_path):

@@ -44,8 +44,7 @@ import yaml
 
 from had.cache_store import FORMAT_VERSION, Layout, Storage, read_commit, write_shard
 from had.cache_store import manifest as manifest_io
-from had.cache_store.layout import create_arrays
-from had.cache_store.writer import cache_attributes, foreign_names, remove_cache
+from had.cache_store.writer import cache_attributes, create_store, foreign_names, remove_cache
 from had.config import RunConfig, TeacherConfig, config_hash
 from had.data import alphabet
 from had.data.fasta import FastaFile, WindowTable, fasta_fingerprint, iter_windows
@@ -141,6 +140,7 @@ def run(cfg: RunConfig, dry_run: bool = False) -> dict:
     manifest_io.write(storage, manifest)
     print(f"cache written to {cfg.cache.path}: {plan.layout.n_items} items in {plan.layout.n_shards} shards, "
           f"{manifest['totals']['nbytes'] / 1e6:.1f} MB; not covered: {plan.windows.coverage()}")
+    print(f"numerics: {manifest_io.describe_numerics(manifest)}")
     return manifest
 
 
@@ -155,6 +155,7 @@ def info(path: str, verify: bool = True) -> dict:
     # Counted as --dry-run counts them: teacher tokens with each item's CLS; visible = stored feature rows.
     print(f"{'tokens':>14}: {totals['n_tokens'] + totals['n_items']} teacher (CLS included), "
           f"{totals['n_visible']} visible (feature rows)")
+    print(f"{'numerics':>14}: {manifest_io.describe_numerics(manifest)}")
     report = {"manifest": manifest}
     if verify:
         report |= manifest_io.verify(path)
@@ -258,8 +259,6 @@ def _store_action(storage: Storage, plan: Plan, cfg: RunConfig) -> str:
 
 def _prepare_store(storage: Storage, plan: Plan, cfg: RunConfig) -> None:
     """Create the store, or check that an existing one was started with the same identity."""
-    import zarr
-
     action = _store_action(storage, plan, cfg)
     if action == "resume":
         storage.remove_partials()
@@ -271,11 +270,8 @@ def _prepare_store(storage: Storage, plan: Plan, cfg: RunConfig) -> None:
             os.makedirs(storage.root, exist_ok=True)
         except OSError as e:
             raise HadError(f"--out {cfg.cache.path}: cannot create the directory ({e.strerror})") from None
-    group = zarr.create_group(storage.zarr_store, zarr_format=3, attributes={"had_creating": True})
-    create_arrays(group, plan.layout)
-    storage.put("config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
-    # The identity goes in last: its presence means every array exists.
-    zarr.open_group(storage.zarr_store, mode="r+", zarr_format=3).attrs.put({"had": plan.identity})
+    create_store(storage, plan.layout, plan.identity,
+                 files={"config.yaml": yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode()})
 
 
 def _job(cfg: RunConfig, plan: Plan, shard: int) -> ShardJob:
@@ -303,7 +299,8 @@ def _teacher(tcfg: dict) -> Teacher:
     key = json.dumps(tcfg, sort_keys=True)
     with _LOADING:
         if key not in _TEACHERS:
-            _TEACHERS[key] = load_teacher(tcfg["model"], tcfg["trust_remote_code"], tcfg["dtype"], tcfg["device"])
+            _TEACHERS[key] = load_teacher(tcfg["model"], tcfg["trust_remote_code"], tcfg["dtype"], tcfg["device"],
+                                          tcfg["cpu_threads"])
     return _TEACHERS[key]
 
 
@@ -387,12 +384,18 @@ def compute_shard(job: ShardJob) -> dict:
     items = prepare_items(job, teacher)
     with _FORWARD:
         compute_features(items, teacher, job.teacher["layer"], job.teacher["max_tokens_per_batch"])
-    return _write(storage, job, items)
+    return _write(storage, job, items, _numerics(teacher, job))
 
 
-def _write(storage: Storage, job: ShardJob, items: list[dict]) -> dict:
+def _numerics(teacher: Teacher, job: ShardJob) -> dict:
+    """What decides a shard's feature bits beyond its identity (FORMAT.md, "Determinism"): the teacher's
+    numerics and the batch size in tokens (it sets the padded shapes the kernels see)."""
+    return teacher.numerics() | {"batch_tokens": job.teacher["max_tokens_per_batch"]}
+
+
+def _write(storage: Storage, job: ShardJob, items: list[dict], numerics: dict) -> dict:
     try:
-        return write_shard(storage, job.layout, job.shard, items)
+        return write_shard(storage, job.layout, job.shard, items, numerics)
     except OSError as e:
         raise HadError(f"writing shard {job.shard} to {job.url} failed: {e}; committed shards are kept, "
                        "re-run the same command to resume") from e
@@ -413,7 +416,7 @@ def _run_local(jobs: list[ShardJob]) -> None:
         for job in jobs:
             items = prepare_items(job, teacher)
             compute_features(items, teacher, job.teacher["layer"], job.teacher["max_tokens_per_batch"])
-            progress.update(_write(storage, job, items))
+            progress.update(_write(storage, job, items, _numerics(teacher, job)))
         progress.close()
         return
     with ThreadPoolExecutor(1) as prep_pool, ThreadPoolExecutor(1) as write_pool:
@@ -426,7 +429,7 @@ def _run_local(jobs: list[ShardJob]) -> None:
             compute_features(items, teacher, job.teacher["layer"], job.teacher["max_tokens_per_batch"])
             if pending_write is not None:
                 progress.update(pending_write.result())
-            pending_write = write_pool.submit(_write, storage, job, items)
+            pending_write = write_pool.submit(_write, storage, job, items, _numerics(teacher, job))
         progress.update(pending_write.result())
     progress.close()
 

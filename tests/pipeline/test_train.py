@@ -276,6 +276,10 @@ def test_non_finite_loss_stops_at_its_step(tmp_path):
 
 _INTERRUPTED = """
 import os, signal, sys
+# Python keeps SIGINT ignored when it was started so (a background job of a shell without job control,
+# as some CI runners start tests), and train then rightly keeps ignoring it: give the run what a terminal
+# gives it, so the test does not depend on how pytest was started.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path[:0] = [{student!r}, {here!r}]
 from fake_cache import FakeCache
 from test_train import WINDOW, _cfg

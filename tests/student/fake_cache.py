@@ -41,18 +41,15 @@ class FakeCache:
 
 def write_cache(path, cache: FakeCache, shard_items: int = 8, feature_dtype: str = "fp16") -> str:
     """Write `cache`'s items as a real on-disk cache with had.cache_store (the writer's own calls)."""
-    import zarr
-
     from had.cache_store import Layout, Storage, write_shard
     from had.cache_store import manifest as manifest_io
-    from had.cache_store.layout import create_arrays
+    from had.cache_store.writer import create_store
 
     layout = Layout(n_items=len(cache), window=cache.manifest["window"], teacher_dim=cache.manifest["teacher_dim"],
                     feature_dtype=feature_dtype, shard_items=shard_items)
     identity = {**cache.manifest, "feature_dtype": feature_dtype, "layout": layout.to_dict()}
     storage = Storage(str(path))
-    group = zarr.create_group(storage.zarr_store, zarr_format=3, attributes={"had": identity})
-    create_arrays(group, layout)
+    create_store(storage, layout, identity)
     records = [write_shard(storage, layout, s, [cache[i] for i in layout.shard_range(s)])
                for s in range(layout.n_shards)]
     manifest_io.write(storage, manifest_io.build(identity, layout, records))
