@@ -5,7 +5,8 @@
     python benchmarks/bench_gdn.py --smoke --no-fla                # CPU: the CUDA rows at a toy shape, interpreted
 
 CUDA compares, in one run: our fused Triton op (chunk x num_warps sweep), the v2 kernels (chunk_v2.py: warps x
-num_stages x q/k/v layout, dense or the student's conv-output views; also each kernel alone, "fwd" and "bwd"
+num_stages x q/k/v layout: dense, the student's conv-output views, or those views copied to dense inside the
+timing; also each kernel alone, "fwd" and "bwd"
 with the forward's graph kept, and their registers and spills), our chunked PyTorch path, and
 flash-linear-attention's `chunk_gated_delta_rule` called once per direction on flipped inputs (flips of
 inputs and outputs included), each with and without CUDA graphs where it applies. CPU compares our chunked
@@ -103,11 +104,16 @@ def fla_naive_x2(fwd, bwd):
     return one(*fwd), one(*(x.flip(1) for x in bwd)).flip(1)
 
 
-def ours_v2(warps: int, stages: int):
+def ours_v2(warps: int, stages: int, copy: bool = False):
+    """v2 on the given q/k/v, or (copy) on contiguous copies made inside the timing, the alternative to
+    reading the student's conv-output views in place."""
     from had.kernels.gated_delta.chunk_v2 import chunk_bidirectional_gated_delta_rule_v2
 
+    def dense(x: GDNInputs) -> GDNInputs:
+        return GDNInputs(*(t.contiguous() for t in x)) if copy else x
+
     def run(fwd, bwd):
-        return chunk_bidirectional_gated_delta_rule_v2(fwd, bwd, fwd.q.shape[-1] ** -0.5, None, True,
+        return chunk_bidirectional_gated_delta_rule_v2(dense(fwd), dense(bwd), fwd.q.shape[-1] ** -0.5, None, True,
                                                        num_warps=warps, num_stages=stages or None)
 
     return run
@@ -155,8 +161,8 @@ def _compile_one(args) -> str:
     small = Shape(1, shape.T, shape.H, shape.K, shape.V)  # same Triton specialisation as the real shape
     fwd, bwd = make_inputs(small, torch.bfloat16, "cuda", 0), make_inputs(small, torch.bfloat16, "cuda", 1)
     if name == "v2":
-        impl = ours_v2(*impl_args[:2])
-        if impl_args[2] == "conv":
+        impl = ours_v2(*impl_args[:2], copy=impl_args[2] == "conv-copy")
+        if impl_args[2] != "dense":
             fwd, bwd = conv_layout(fwd), conv_layout(bwd)
     else:
         impl = ours_triton(*impl_args)
@@ -174,7 +180,9 @@ def precompile(shapes, chunks, warps, v2s, jobs: int) -> None:
     from concurrent.futures import ProcessPoolExecutor
 
     todo = [(s, "today", (c, w)) for s in shapes for c, w in triton_configs(s, chunks, warps)]
-    todo += [(s, "v2", cfg) for s in shapes for cfg in v2s]
+    # conv-copy runs the dense specialisation: compile it once
+    v2s = [(w, st, "dense" if lay == "conv-copy" else lay) for w, st, lay in v2s]
+    todo += [(s, "v2", cfg) for s in shapes for cfg in dict.fromkeys(v2s)]
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         for line in pool.map(_compile_one, todo):
             print(line, flush=True)
@@ -287,7 +295,7 @@ def run(device: str, chunks: list[int], warps: list[int], v2s: list, skip_fla: b
         if cuda or smoke:
             impls.update({f"had-triton-C{c}-w{w}": ours_triton(c, w) for c, w in triton_configs(s, chunks, warps)})
             for w, st, lay in v2s:
-                impls[v2_name(w, st, lay)] = ours_v2(w, st)
+                impls[v2_name(w, st, lay)] = ours_v2(w, st, copy=lay == "conv-copy")
                 layouts[v2_name(w, st, lay)] = lay
             impls["had-torch"] = ours_torch
             if not skip_fla:
@@ -301,7 +309,7 @@ def run(device: str, chunks: list[int], warps: list[int], v2s: list, skip_fla: b
         with torch.no_grad():
             ref = ours_torch(fwd, bwd) if cuda or smoke else None
         for name, impl in impls.items():
-            x_f, x_b = (conv_layout(fwd), conv_layout(bwd)) if layouts.get(name) == "conv" else (fwd, bwd)
+            x_f, x_b = (conv_layout(fwd), conv_layout(bwd)) if layouts.get(name, "dense") != "dense" else (fwd, bwd)
             with torch.no_grad():
                 out = impl(x_f, x_b)
             err = max(rel_rms(a, r) for a, r in zip(out, ref)) if ref is not None else None
@@ -348,8 +356,10 @@ def main(argv=None) -> None:
     p.add_argument("--warps", type=int, nargs="+", default=[4], help="Triton num_warps values to sweep")
     p.add_argument("--v2-warps", type=int, nargs="+", default=[1], help="v2 num_warps values to sweep")
     p.add_argument("--v2-stages", type=int, nargs="+", default=[0, 1], help="v2 num_stages (0: Triton's default)")
-    p.add_argument("--v2-layouts", nargs="+", default=["dense", "conv"], choices=["dense", "conv"],
-                   help="q/k/v layouts for v2: contiguous, or views of the student's time-major conv output")
+    p.add_argument("--v2-layouts", nargs="+", default=["dense", "conv", "conv-copy"],
+                   choices=["dense", "conv", "conv-copy"],
+                   help="q/k/v for v2: contiguous; views of the student's time-major conv output read in place; "
+                        "or those views copied to contiguous inside the timing")
     p.add_argument("--precompile-only", action="store_true", help="with --compile-jobs: compile, then stop")
     p.add_argument("--student-only", action="store_true", help=f"CUDA: only the student shape {CUDA_SHAPES[0].name}")
     p.add_argument("--smoke", action="store_true", help="CPU, Triton interpreted: every CUDA row at a toy shape")

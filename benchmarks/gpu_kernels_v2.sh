@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GDN kernels v2 (issue 14) on one GPU machine, in one run of <= 5 minutes:
 #   1. precompile every timed configuration in parallel processes (today's C16/C32 x 4 warps, v2 1 warp x
-#      num_stages default/1 x q/k/v dense/conv views), student shape, bf16;
+#      num_stages default/1 x q/k/v dense / conv views / conv views copied to dense), student shape, bf16;
 #   2. the v2 tests compiled on CUDA: every configuration with fp32 gradients (both directions, padded, initial
 #      and final state) and bf16 at T=300 and 1024, plus the interpreter-sized tests;
 #   3. timings at the student shape (B=256 T=1024 H=4 K=V=32, both directions): today's kernels, each v2
@@ -38,7 +38,7 @@ else
     nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.max.sm,power.draw,temperature.gpu --format=csv -lms 500 \
         >"$out/clock.csv" &
     smi=$!
-    sweep=(--student-only --chunks 16 32 --warps 4 --v2-warps 1 --v2-stages 0 1 --v2-layouts dense conv)
+    sweep=(--student-only --chunks 16 32 --warps 4 --v2-warps 1 --v2-stages 0 1 --v2-layouts dense conv conv-copy)
     precompile=("$py" benchmarks/bench_gdn.py --device cuda "${sweep[@]}" --compile-jobs 8 --precompile-only)
     tests=("$py" -m pytest -q -p no:cacheprovider -p no:benchmark -n 8 tests/kernels/test_gated_delta_triton_v2.py)
     bench=("$py" benchmarks/bench_gdn.py --device cuda "${sweep[@]}" $fla_flag --out "$out/bench_gdn_v2.json")
