@@ -3,7 +3,6 @@ import pytest
 import torch
 from gdn_testing import case_grid, grads, lengths_for, make_inputs, rel_rms
 
-from had.errors import HadError
 from had.kernels import GDNInputs, bidirectional_gated_delta_rule, gated_delta_rule
 from had.kernels.gated_delta.chunk_torch import chunk_gated_delta_rule_torch
 
@@ -106,13 +105,14 @@ def test_auto_on_cpu_uses_torch_path_and_warns_once(monkeypatch):
     (dict(lengths=torch.tensor([3, 3])), "lengths must be"),
     (dict(initial_state=torch.zeros(1, 1, 16, 8)), "initial_state must be"),
 ])
-def test_user_errors_name_the_option(bad, match):
+def test_caller_errors_name_the_argument(bad, match):
+    """Wrong shapes or impl names are programming errors (ValueError); HadConfig checks gdn_impl for users."""
     x = make_inputs(1, 5, 1, 16, 16)
-    with pytest.raises(HadError, match=match):
+    with pytest.raises(ValueError, match=match):
         gated_delta_rule(*x, **bad)
 
 
-def test_shape_mismatch_is_a_user_error():
+def test_shape_mismatch_is_a_programming_error():
     x = make_inputs(1, 5, 1, 16, 16)
-    with pytest.raises(HadError, match="beta must be"):
+    with pytest.raises(ValueError, match="beta must be"):
         gated_delta_rule(*GDNInputs(x.q, x.k, x.v, x.g, x.beta[:, :4]), impl="torch")

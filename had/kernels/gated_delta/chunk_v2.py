@@ -24,7 +24,6 @@ import torch
 import triton
 import triton.language as tl
 
-from had.errors import HadError
 
 CHUNK = 16
 DEFAULT_WARPS = 1
@@ -347,11 +346,11 @@ def _strides(ts: list[torch.Tensor]) -> tuple[list[torch.Tensor], tuple[int, ...
 def _mode(x: torch.Tensor, operands: str | None) -> int:
     """Operand mode: bf16 dots for bf16/fp16 inputs, IEEE fp32 dots for fp32 inputs, unless `operands` says."""
     if x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
-        raise HadError(f"GDN triton_v2: q, k, v must be float32, bfloat16 or float16, got {x.dtype}")
+        raise TypeError(f"GDN triton_v2: q, k, v must be float32, bfloat16 or float16, got {x.dtype}")
     if operands is None:
         return OPERANDS["fp32" if x.dtype == torch.float32 else "bf16"]
     if operands not in OPERANDS:
-        raise HadError(f"GDN triton_v2: operands={operands!r} is not one of {', '.join(OPERANDS)}")
+        raise ValueError(f"GDN triton_v2: operands={operands!r} is not one of {', '.join(OPERANDS)}")
     return OPERANDS[operands]
 
 
