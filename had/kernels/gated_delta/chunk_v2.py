@@ -1,7 +1,9 @@
 """Triton gated delta rule v2: one forward and one backward launch for both directions, chunk 16, one warp.
 
 One program owns one (sequence, head, direction), keeps the fp32 state [K, V] in registers and walks the
-sequence in chunks of 16 (design and measurements: shared/notes/gdn_kernel_v2.md). Differences from chunk.py:
+sequence in chunks of 16: the chunked kernels are limited by instruction issue, not by bytes, and per token
+chunk 16 issues the fewest warp-instructions (v1's forward at chunk 16 / 32 / 64: 495 / 731 / 2130, H100 times
+in about the same ratio; timings in benchmarks/RESULTS.md). Differences from chunk.py:
 
 - the unit-lower inverse (I + L)⁻¹ by block recursion on tensor cores (3 levels of two 16x16 dots) instead of
   a row-by-row substitution;
