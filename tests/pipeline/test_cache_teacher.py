@@ -129,6 +129,52 @@ def test_ntv2_cache_bitwise_identical_to_before_the_tokenizer_families(reference
     assert reader.manifest["tokenizer_family"] == "kmer" and reader.manifest["tokenizer_specials"] == 1
 
 
+GOLDEN_FILES = Path(__file__).resolve().parent / "golden_cache_files.json"
+
+
+def _file_hashes(root: Path, replace: dict[str, str]) -> dict[str, str]:
+    """sha256 of every file of a cache, with the run's temporary paths replaced by names (manifest's timestamp
+    dropped as in _files, config.yaml kept)."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            if path.name == "manifest.json":
+                manifest = json.loads(data)
+                manifest.pop("created")
+                data = json.dumps(manifest, sort_keys=True).encode()
+            for old, new in replace.items():
+                data = data.replace(old.encode(), new.encode())
+            out[str(path.relative_to(root))] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "bf16", "int8"])
+def test_whole_cache_bitwise_identical_to_the_recorded_one(genome, teacher_dir, reference, tmp_path, dtype):
+    """Every file of a cache per feature dtype equals the one had wrote at 9ddff3b (before the cache-side
+    refactor of issue 15). Features (and the records holding their checksums) depend on the CPU's kernels:
+    they are compared on the torch build and CPU capability that recorded them, the other files everywhere.
+    HAD_UPDATE_GOLDEN=1 re-records."""
+    out = reference if dtype == "fp16" else tmp_path / "cache"
+    if dtype != "fp16":
+        cache_teacher.run(make_cfg(genome, teacher_dir, out, **{"cache.feature_dtype": dtype}))
+    replace = {str(out): "<out>", str(genome[0]): "<fasta>", str(teacher_dir): "<teacher>"}
+    got = {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+           "files": _file_hashes(out, replace)}
+    golden = json.loads(GOLDEN_FILES.read_text()) if GOLDEN_FILES.exists() else {}
+    if os.environ.get("HAD_UPDATE_GOLDEN") == "1":
+        GOLDEN_FILES.write_text(json.dumps(golden | {dtype: got}, indent=1, sort_keys=True) + "\n")
+        golden[dtype] = got
+    want = golden[dtype]
+    assert sorted(got["files"]) == sorted(want["files"])
+    if (got["torch"], got["cpu_capability"]) == (want["torch"], want["cpu_capability"]):
+        assert got["files"] == want["files"]
+        return
+    numeric = ("features/", "scales/", "chan_mean/", "chan_std/", "_commit/", "manifest.json")
+    assert {k: v for k, v in got["files"].items() if not k.startswith(numeric)} == \
+        {k: v for k, v in want["files"].items() if not k.startswith(numeric)}
+
+
 def test_rerun_is_a_no_op_and_other_configs_are_refused(genome, teacher_dir, reference, tmp_path, capsys):
     out = tmp_path / "cache"
     cache_teacher.run(make_cfg(genome, teacher_dir, out))
