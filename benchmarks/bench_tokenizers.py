@@ -49,7 +49,7 @@ SHARD = 256  # window-views per shard (the had-1.1m preset's cache.shard_windows
 
 
 def prepare(tok, shard: list[np.ndarray], span_tokens: int = 1) -> list[np.ndarray]:
-    """What cache_teacher.prepare_items does for a shard of window-views, without the FASTA fetch."""
+    """What featurize.prepare_items does for a shard of window-views, without the FASTA fetch."""
     out = []
     for i, (codes, (ids, spans)) in enumerate(zip(shard, tok.tokenize_batch(shard))):
         masked, _ = grouping_mask(tok.maskable(ids), spans, codes.size, 0.15, 0, i, 0, span_tokens)

@@ -18,8 +18,9 @@ import pytest
 import torch
 from transformers import EsmForMaskedLM
 
+from had import featurize
 from had.cache_store import CacheReader, Storage
-from had.config import load_config
+from had.config import MaskConfig, TeacherConfig, load_config
 from had.data.masking import grouping_mask
 from had.data.tokenizer import NTv2Tokenizer
 from had.errors import HadError
@@ -236,7 +237,7 @@ def test_overwrite_only_ever_replaces_a_had_cache(genome, teacher_dir, reference
 
 
 def test_unreachable_scheduler_is_a_one_line_error(genome, teacher_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(cache_teacher, "SCHEDULER_TIMEOUT_S", 1)
+    monkeypatch.setattr("had.cluster.SCHEDULER_TIMEOUT_S", 1)
     for address in ("tcp://127.0.0.1:1", "nonsense"):
         with pytest.raises(HadError, match=f"--scheduler {address}: cannot connect"):
             cache_teacher.run(make_cfg(genome, teacher_dir, tmp_path / "cache", **{"cache.scheduler": address}))
@@ -405,7 +406,7 @@ def test_a_resume_under_other_numerics_is_stated_and_agrees_within_tolerance(gen
     recorded as such, the summary and cache-info say the cache is mixed, and features agree with an
     uninterrupted run within the documented tolerance."""
     out = tmp_path / "cache"
-    written, write = [], cache_teacher._write
+    written, write = [], featurize.write
 
     def interrupted(*args):
         if len(written) == 2:
@@ -413,10 +414,10 @@ def test_a_resume_under_other_numerics_is_stated_and_agrees_within_tolerance(gen
         written.append(args[1].shard)
         return write(*args)
 
-    monkeypatch.setattr(cache_teacher, "_write", interrupted)
+    monkeypatch.setattr(featurize, "write", interrupted)
     with pytest.raises(KeyboardInterrupt):
         cache_teacher.run(make_cfg(genome, teacher_dir, out))
-    monkeypatch.setattr(cache_teacher, "_write", write)
+    monkeypatch.setattr(featurize, "write", write)
     capsys.readouterr()
     cache_teacher.run(make_cfg(genome, teacher_dir, out, **{"teacher.cpu_threads": 2}))
     manifest = CacheReader(str(out)).manifest
@@ -491,8 +492,8 @@ def test_gpu_slots_overlap_preparing_with_a_forward_that_never_runs_twice(genome
             return out
         return wrapper
 
-    monkeypatch.setattr(cache_teacher, "compute_features", timed("forward", cache_teacher.compute_features))
-    monkeypatch.setattr(cache_teacher, "prepare_items", timed("prepare", cache_teacher.prepare_items))
+    monkeypatch.setattr(featurize, "compute_features", timed("forward", featurize.compute_features))
+    monkeypatch.setattr(featurize, "prepare_items", timed("prepare", featurize.prepare_items))
     out = tmp_path / "cache"
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources={"GPU": 2},
                       dashboard_address=":0") as cluster:
@@ -513,11 +514,11 @@ def test_scheduler_jobs_carry_absolute_paths(genome, teacher_dir, reference, tmp
     seen = []
 
     def recording(job, teacher):
-        seen.append((job.url, job.fasta, job.teacher["model"]))
+        seen.append((job.url, job.fasta, job.teacher.model))
         return prepare_items(job, teacher)
 
-    prepare_items = cache_teacher.prepare_items
-    monkeypatch.setattr(cache_teacher, "prepare_items", recording)
+    prepare_items = featurize.prepare_items
+    monkeypatch.setattr(featurize, "prepare_items", recording)
     monkeypatch.chdir(tmp_path)
     relative = (Path(os.path.relpath(genome[0])), genome[1])
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
@@ -526,7 +527,7 @@ def test_scheduler_jobs_carry_absolute_paths(genome, teacher_dir, reference, tmp
     assert seen and set(seen) == {(str(tmp_path / "cache"), str(genome[0]), str(teacher_dir))}
     arrays = [{k: v for k, v in _files(root).items() if "/" in k} for root in (tmp_path / "cache", reference)]
     assert arrays[0] == arrays[1]  # the root's attributes name the teacher as given (relative here)
-    job = cache_teacher._for_workers(cache_teacher.ShardJob(
-        url="memory://c", layout=None, teacher={"model": "InstaDeepAI/nt-v2"}, mask={}, fasta="g.fa", contigs=(),
-        window_id=None, contig=None, start=None, first_window=0, shard=0))
-    assert (job.url, job.teacher["model"]) == ("memory://c", "InstaDeepAI/nt-v2")  # URLs and hub ids as given
+    job = featurize.ShardJob(
+        url="memory://c", layout=None, teacher=TeacherConfig(model="InstaDeepAI/nt-v2"), mask=MaskConfig(),
+        fasta="g.fa", contigs=(), window_id=None, contig=None, start=None, first_window=0, shard=0).for_workers()
+    assert (job.url, job.teacher.model) == ("memory://c", "InstaDeepAI/nt-v2")  # URLs and hub ids as given
