@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from had.cache_store import CacheItem
 from had.config import load_config
 from had.data.masking import grouping_mask
 from had.data.tokenizer import NTv2Tokenizer
@@ -56,8 +57,7 @@ class SyntheticItems:
             ids, spans = tok.tokenize(nuc)
             token_masked, nt_mask = grouping_mask(ids, spans, window, 0.15, seed, i, 0)
             feats = rng.standard_normal((int((~token_masked).sum()), teacher_dim), dtype=np.float32)
-            self.items.append({"nucleotides": nuc, "nt_mask": nt_mask, "spans": spans,
-                               "token_masked": token_masked, "features": feats})
+            self.items.append(CacheItem(nuc, nt_mask, spans, token_masked, feats))
         self.n = n_items
         self.manifest = {"teacher_dim": teacher_dim, "window": window, "vocab_hash": tok.vocab_hash,
                          "teacher": "synthetic", "layer": -1, "feature_dtype": "fp32", "n_items": n_items}
@@ -65,7 +65,7 @@ class SyntheticItems:
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, i: int) -> CacheItem:
         return self.items[i % len(self.items)]
 
 

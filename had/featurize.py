@@ -6,8 +6,8 @@
 or step by step (what `had cache-teacher`'s in-process runner overlaps in threads):
 
     teacher = teacher_for(job.teacher)       # loaded once per process
-    items = prepare_items(job, teacher)      # CacheItems without features, input ids beside them
-    compute_features(items, teacher, layer, max_tokens)
+    items, ids = prepare_items(job, teacher) # CacheItems without features, the teacher's input ids beside them
+    compute_features(items, ids, teacher, layer, max_tokens)
     write(storage, job, items, numerics(teacher, job))
 
 Runs in the driver or in a Dask worker process: everything here is a function of the job.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from had.cache_store import Layout, Storage, read_commit, write_shard
+from had.cache_store import CacheItem, Layout, Storage, read_commit, write_shard
 from had.config import MaskConfig, TeacherConfig
 from had.data import alphabet
 from had.data.fasta import FastaFile
@@ -77,8 +77,9 @@ def fasta_file(path: str) -> FastaFile:
     return _FASTAS[path]
 
 
-def prepare_items(job: ShardJob, teacher: Teacher) -> list[dict]:
-    """Fetch, tokenize and mask the shard's window-views; adds the teacher's input ids (with its specials)."""
+def prepare_items(job: ShardJob, teacher: Teacher) -> tuple[list[CacheItem], list[np.ndarray]]:
+    """Fetch, tokenize and mask the shard's window-views -> their items (no features yet) and the teacher's
+    input ids of each, int64 [n + specials]."""
     fasta, tok, mask = fasta_file(job.fasta), teacher.tokenizer, job.mask
     n_views = mask.views * (2 if mask.reverse_complement else 1)
     views, cached = [], {}
@@ -88,7 +89,7 @@ def prepare_items(job: ShardJob, teacher: Teacher) -> list[dict]:
         if r not in cached:
             cached = {r: fasta.fetch(job.contigs[job.contig[r]], int(job.start[r]), int(job.start[r]) + job.layout.window)}
         views.append((r, view, alphabet.reverse_complement(cached[r]) if view >= mask.views else cached[r]))
-    items = []
+    items, input_ids = [], []
     for (r, view, codes), (ids, spans) in zip(views, tok.tokenize_batch([codes for _, _, codes in views])):
         if teacher.max_tokens is not None and len(ids) + tok.n_specials > teacher.max_tokens:
             raise HadError(f"window {job.contigs[job.contig[r]]}:{job.start[r]} has {len(ids) + tok.n_specials} "
@@ -97,9 +98,9 @@ def prepare_items(job: ShardJob, teacher: Teacher) -> list[dict]:
         token_masked, nt_mask = grouping_mask(tok.maskable(ids), spans, len(codes), mask.ratio, mask.seed,
                                               int(job.window_id[r]), view, mask.span_tokens)
         shown = np.where(token_masked, tok.mask_id, ids) if mask.teacher_input == "masked" else ids
-        items.append({"nucleotides": codes, "nt_mask": nt_mask, "spans": spans, "token_masked": token_masked,
-                      "input_ids": tok.input_ids(shown)})
-    return items
+        items.append(CacheItem(codes, nt_mask, spans, token_masked))
+        input_ids.append(tok.input_ids(shown))
+    return items, input_ids
 
 
 def batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
@@ -114,33 +115,35 @@ def batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
     return out + [current] if current else out
 
 
-def pad_batch(items: list[dict], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(input_ids: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad input ids: -> input_ids, attention_mask, both int64 [B, T]. Right even for a teacher whose
     tokenizer pads left (HyenaDNA): its windows all have the same token count, so nothing is padded."""
-    width = max(len(item["input_ids"]) for item in items)
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(items), width), dtype=torch.long)
-    for row, item in enumerate(items):
-        ids[row, : len(item["input_ids"])] = torch.from_numpy(item["input_ids"])
-        attn[row, : len(item["input_ids"])] = 1
+    width = max(len(row_ids) for row_ids in input_ids)
+    ids = torch.full((len(input_ids), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(input_ids), width), dtype=torch.long)
+    for row, row_ids in enumerate(input_ids):
+        ids[row, : len(row_ids)] = torch.from_numpy(row_ids)
+        attn[row, : len(row_ids)] = 1
     return ids, attn
 
 
-def compute_features(items: list[dict], teacher: Teacher, layer: int, max_tokens: int) -> None:
-    """Run the teacher; sets item["features"] = float32 [n_vis, D], the visible tokens' rows in order."""
+def compute_features(items: list[CacheItem], input_ids: list[np.ndarray], teacher: Teacher, layer: int,
+                     max_tokens: int) -> None:
+    """Run the teacher on each item's input ids; sets item.features = float32 [n_vis, D], the visible
+    tokens' rows in order."""
     first = len(teacher.tokenizer.prefix_ids)  # row of the first sequence token
-    for batch in batches([len(item["input_ids"]) for item in items], max_tokens):
-        ids, attn = pad_batch([items[i] for i in batch], teacher.tokenizer.pad_id)
+    for batch in batches([len(ids) for ids in input_ids], max_tokens):
+        ids, attn = pad_batch([input_ids[i] for i in batch], teacher.tokenizer.pad_id)
         # pick the visible rows on the device: the host then copies and converts only what is kept
         # (no specials, no padding, no masked tokens), about 85% of the padded batch's rows
         visible = torch.zeros(ids.shape, dtype=torch.bool)
         for row, i in enumerate(batch):
-            visible[row, first: first + len(items[i]["spans"])] = torch.from_numpy(~items[i]["token_masked"])
+            visible[row, first: first + len(items[i].spans)] = torch.from_numpy(~items[i].token_masked)
         feats = teacher.features(ids, attn, layer)
         rows = feats[visible.to(feats.device)].float().cpu().numpy()
         counts = visible.sum(1).tolist()
         for i, part in zip(batch, np.split(rows, np.cumsum(counts)[:-1])):
-            items[i]["features"] = part
+            items[i].features = part
 
 
 def numerics(teacher: Teacher, job: ShardJob) -> dict:
@@ -149,7 +152,7 @@ def numerics(teacher: Teacher, job: ShardJob) -> dict:
     return teacher.numerics() | {"batch_tokens": job.teacher.max_tokens_per_batch}
 
 
-def write(storage: Storage, job: ShardJob, items: list[dict], numerics: dict) -> dict:
+def write(storage: Storage, job: ShardJob, items: list[CacheItem], numerics: dict) -> dict:
     """Write and commit the shard's items; a full disk (or any OSError) is a HadError that keeps the rest."""
     try:
         return write_shard(storage, job.layout, job.shard, items, numerics)
@@ -165,7 +168,7 @@ def compute_shard(job: ShardJob) -> dict:
     if record is not None:
         return record
     teacher = teacher_for(job.teacher)
-    items = prepare_items(job, teacher)
+    items, input_ids = prepare_items(job, teacher)
     with FORWARD:
-        compute_features(items, teacher, job.teacher.layer, job.teacher.max_tokens_per_batch)
+        compute_features(items, input_ids, teacher, job.teacher.layer, job.teacher.max_tokens_per_batch)
     return write(storage, job, items, numerics(teacher, job))

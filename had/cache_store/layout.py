@@ -28,6 +28,7 @@ EMPTY = np.uint64(2**64 - 1)
 FEATURE_DTYPES = {"fp16": "float16", "bf16": "uint16", "int8": "int8"}
 FEATURE_FILL = {"fp16": float("nan"), "bf16": 0x7FC0, "int8": -128}  # 0x7FC0 = bf16 NaN bits
 INT8_STEP = 0.15  # int8 quantisation step, in units of the standardised row's rms
+# The stored arrays: a CacheItem's fields (item.py), then int8's side arrays (features.py).
 ARRAY_NAMES = ("nucleotides", "nt_mask", "spans", "token_masked", "features", "scales", "chan_mean", "chan_std")
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from had.cache_store import features as feature_codec
 from had.cache_store import manifest as manifest_io
+from had.cache_store.item import CacheItem
 from had.cache_store.layout import EMPTY, ArraySpec, chunk_index, decode_chunk, index_nbytes
 from had.cache_store.storage import Storage
 from had.errors import HadError
@@ -37,8 +38,8 @@ class CacheReader:
     def __len__(self) -> int:
         return self.layout.n_items
 
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        """Item i as numpy arrays (see the "Cache item" contract); features float32 [n_vis, D]."""
+    def __getitem__(self, i: int) -> CacheItem:
+        """Item i (``had.cache_store.item``, the schema); features float32 [n_vis, D]."""
         if not -len(self) <= i < len(self):
             raise IndexError(f"item {i} out of range for a cache of {len(self)} items")
         i %= len(self)
@@ -47,13 +48,13 @@ class CacheReader:
         n_tokens = int(np.count_nonzero(spans[:, 1] > 0))
         token_masked = self._chunk("token_masked", shard, slot)[0, :n_tokens]
         n_vis = n_tokens - int(np.count_nonzero(token_masked))
-        return {
-            "nucleotides": self._chunk("nucleotides", shard, slot)[0],
-            "nt_mask": self._chunk("nt_mask", shard, slot)[0],
-            "spans": spans[:n_tokens],
-            "token_masked": token_masked,
-            "features": self._features(shard, slot, n_vis),
-        }
+        return CacheItem(
+            nucleotides=self._chunk("nucleotides", shard, slot)[0],
+            nt_mask=self._chunk("nt_mask", shard, slot)[0],
+            spans=spans[:n_tokens],
+            token_masked=token_masked,
+            features=self._features(shard, slot, n_vis),
+        )
 
     def _features(self, shard: int, slot: int, n_vis: int) -> np.ndarray:
         per_item = math.ceil(self.layout.feature_rows / self.layout.token_chunk)

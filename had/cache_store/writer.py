@@ -15,6 +15,7 @@ import google_crc32c
 import numpy as np
 
 from had.cache_store import features as feature_codec
+from had.cache_store.item import CacheItem
 from had.cache_store.layout import ARRAY_NAMES, Layout, create_arrays, encode_shard
 from had.cache_store.storage import PARTIAL, Storage
 from had.errors import HadError
@@ -44,12 +45,10 @@ def commit_key(shard: int) -> str:
     return f"{COMMIT_DIR}/shard-{shard:06d}.json"
 
 
-def write_shard(storage: Storage, layout: Layout, shard: int, items: list[dict[str, np.ndarray]],
+def write_shard(storage: Storage, layout: Layout, shard: int, items: list[CacheItem],
                 numerics: dict | None = None) -> dict:
-    """Write shard ``shard`` from its items (in item order) and commit it; returns the commit record.
+    """Write shard ``shard`` from its items (in item order, features set) and commit it; returns the commit record.
 
-    Each item: nucleotides uint8 [L], nt_mask bool [L], spans int32 [n, 2],
-    token_masked bool [n], features float32 [n_vis, D] (n_vis = (~token_masked).sum()).
     ``numerics``: what decided the features' bits (``Teacher.numerics()``), kept in the commit record.
     """
     expected = len(layout.shard_range(shard))
@@ -58,12 +57,12 @@ def write_shard(storage: Storage, layout: Layout, shard: int, items: list[dict[s
     specs = layout.arrays()
     slots = layout.shard_items
     length, rows, chunk_rows = layout.window, layout.feature_rows, layout.token_chunk
-    n_vis = [len(item["features"]) for item in items]
+    n_vis = [len(item.features) for item in items]
     for item, n in zip(items, n_vis):
-        if n != np.count_nonzero(~item["token_masked"]):
-            raise ValueError(f"shard {shard}: features rows {n} != visible tokens {np.count_nonzero(~item['token_masked'])}")
+        if n != np.count_nonzero(~item.token_masked):
+            raise ValueError(f"shard {shard}: features rows {n} != visible tokens {np.count_nonzero(~item.token_masked)}")
     stored, side, overflow = feature_codec.encode(
-        np.concatenate([item["features"] for item in items]), layout.feature_dtype
+        np.concatenate([item.features for item in items]), layout.feature_dtype
     )
 
     def per_item(fn) -> list[np.ndarray | None]:
@@ -72,12 +71,12 @@ def write_shard(storage: Storage, layout: Layout, shard: int, items: list[dict[s
 
     def padded_spans(item):
         out = np.full((length, 2), -1, dtype=np.int32)
-        out[: len(item["spans"])] = item["spans"]
+        out[: len(item.spans)] = item.spans
         return out
 
     def padded_mask(item):
         out = np.zeros(length, dtype=bool)
-        out[: len(item["token_masked"])] = item["token_masked"]
+        out[: len(item.token_masked)] = item.token_masked
         return out
 
     def row_chunks(values: np.ndarray, fill) -> list[np.ndarray | None]:
@@ -95,8 +94,8 @@ def write_shard(storage: Storage, layout: Layout, shard: int, items: list[dict[s
         return chunks
 
     chunks = {
-        "nucleotides": per_item(lambda item: np.asarray(item["nucleotides"], dtype=np.uint8)),
-        "nt_mask": per_item(lambda item: np.asarray(item["nt_mask"], dtype=bool)),
+        "nucleotides": per_item(lambda item: np.asarray(item.nucleotides, dtype=np.uint8)),
+        "nt_mask": per_item(lambda item: np.asarray(item.nt_mask, dtype=bool)),
         "spans": per_item(padded_spans),
         "token_masked": per_item(padded_mask),
         "features": row_chunks(stored, specs["features"].fill_value),
@@ -112,7 +111,7 @@ def write_shard(storage: Storage, layout: Layout, shard: int, items: list[dict[s
         key = specs[name].shard_key(shard)
         storage.put(key, data)
         objects[name] = {"key": key, "nbytes": len(data), "crc32c": google_crc32c.value(data)}
-    n_tokens = sum(len(item["spans"]) for item in items)
+    n_tokens = sum(len(item.spans) for item in items)
     record = {
         "shard": shard,
         "items": [layout.shard_range(shard).start, layout.shard_range(shard).stop],

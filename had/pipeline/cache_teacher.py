@@ -235,8 +235,8 @@ def run_local(jobs: list[ShardJob]) -> None:
     progress = _Progress(sum(len(j.layout.shard_range(j.shard)) for j in jobs), teacher.tokenizer.n_specials)
     if teacher.device.type == "cpu":
         for job in jobs:
-            items = featurize.prepare_items(job, teacher)
-            featurize.compute_features(items, teacher, job.teacher.layer, job.teacher.max_tokens_per_batch)
+            items, input_ids = featurize.prepare_items(job, teacher)
+            featurize.compute_features(items, input_ids, teacher, job.teacher.layer, job.teacher.max_tokens_per_batch)
             progress.update(featurize.write(storage, job, items, featurize.numerics(teacher, job)))
         progress.close()
         return
@@ -244,10 +244,10 @@ def run_local(jobs: list[ShardJob]) -> None:
         pending_prep = prep_pool.submit(featurize.prepare_items, jobs[0], teacher)
         pending_write = None
         for k, job in enumerate(jobs):
-            items = pending_prep.result()
+            items, input_ids = pending_prep.result()
             if k + 1 < len(jobs):
                 pending_prep = prep_pool.submit(featurize.prepare_items, jobs[k + 1], teacher)
-            featurize.compute_features(items, teacher, job.teacher.layer, job.teacher.max_tokens_per_batch)
+            featurize.compute_features(items, input_ids, teacher, job.teacher.layer, job.teacher.max_tokens_per_batch)
             if pending_write is not None:
                 progress.update(pending_write.result())
             pending_write = write_pool.submit(featurize.write, storage, job, items, featurize.numerics(teacher, job))
@@ -343,13 +343,13 @@ def _throughput_estimate(cfg: RunConfig, plan: Plan) -> dict:
     teacher = teacher_for(tcfg)
     n = min(plan.layout.n_items, 32)
     job = shard_job(cfg, dataclasses.replace(plan, layout=dataclasses.replace(plan.layout, n_items=n, shard_items=n)), 0)
-    items = featurize.prepare_items(job, teacher)
-    featurize.compute_features(items[:2], teacher, cfg.teacher.layer, tcfg.max_tokens_per_batch)  # warm-up
+    items, input_ids = featurize.prepare_items(job, teacher)
+    featurize.compute_features(items[:2], input_ids[:2], teacher, cfg.teacher.layer, tcfg.max_tokens_per_batch)  # warm-up
     t0 = time.perf_counter()
-    featurize.compute_features(items, teacher, cfg.teacher.layer, tcfg.max_tokens_per_batch)
+    featurize.compute_features(items, input_ids, teacher, cfg.teacher.layer, tcfg.max_tokens_per_batch)
     if teacher.device.type == "cuda":
         torch.cuda.synchronize()
-    rate = sum(len(item["input_ids"]) for item in items) / (time.perf_counter() - t0)
+    rate = sum(len(ids) for ids in input_ids) / (time.perf_counter() - t0)
     return {
         "measured_tokens_per_s": round(rate),
         "measured_on": f"{teacher.device} ({tcfg.dtype})",

@@ -14,7 +14,7 @@ import pytest
 import torch
 import zarr
 
-from had.cache_store import CacheReader, Layout, Storage, verify, write_shard
+from had.cache_store import CacheItem, CacheReader, Layout, Storage, verify, write_shard
 from had.cache_store import manifest as manifest_io
 from had.cache_store.writer import create_store
 from had.errors import HadError
@@ -28,13 +28,13 @@ def _items(rng, n_items, length, dim, outliers=False):
         feats = rng.normal(size=(int((~masked).sum()), dim)).astype(np.float32)
         if outliers:
             feats[:, :2] *= 40.0
-        items.append({
-            "nucleotides": rng.integers(0, 5, length).astype(np.uint8),
-            "nt_mask": rng.random(length) < 0.15,
-            "spans": np.stack([np.arange(n), np.ones(n)], 1).astype(np.int32),
-            "token_masked": masked,
-            "features": feats,
-        })
+        items.append(CacheItem(
+            nucleotides=rng.integers(0, 5, length).astype(np.uint8),
+            nt_mask=rng.random(length) < 0.15,
+            spans=np.stack([np.arange(n), np.ones(n)], 1).astype(np.int32),
+            token_masked=masked,
+            features=feats,
+        ))
     return items
 
 
@@ -66,30 +66,31 @@ def test_round_trip_against_zarr_and_dtype_casts(url, dtype):
     for i, item in enumerate(items):
         got = reader[i]
         for key in ("nucleotides", "nt_mask", "spans", "token_masked"):
-            assert got[key].dtype == item[key].dtype and np.array_equal(got[key], item[key]), key
-        n, n_vis = len(item["spans"]), len(item["features"])
-        assert got["features"].shape == (n_vis, 16) and got["features"].dtype == np.float32
+            want, have = getattr(item, key), getattr(got, key)
+            assert have.dtype == want.dtype and np.array_equal(have, want), key
+        n, n_vis = len(item.spans), len(item.features)
+        assert got.features.shape == (n_vis, 16) and got.features.dtype == np.float32
         # zarr-python reads the same objects: shard format and padding as specified.
-        assert np.array_equal(group["spans"][i, :n], item["spans"])
+        assert np.array_equal(group["spans"][i, :n], item.spans)
         assert np.all(group["spans"][i, n:] == -1)
-        assert np.array_equal(group["nucleotides"][i], item["nucleotides"])
+        assert np.array_equal(group["nucleotides"][i], item.nucleotides)
         stored = group["features"][i, :n_vis]
         if dtype == "fp16":
-            assert np.array_equal(got["features"], item["features"].astype(np.float16).astype(np.float32))
-            assert np.array_equal(stored, item["features"].astype(np.float16))
+            assert np.array_equal(got.features, item.features.astype(np.float16).astype(np.float32))
+            assert np.array_equal(stored, item.features.astype(np.float16))
             assert np.isnan(group["features"][i, n_vis:]).all()
         elif dtype == "bf16":
-            ref = torch.from_numpy(item["features"]).to(torch.bfloat16)
-            assert np.array_equal(got["features"], ref.float().numpy())
+            ref = torch.from_numpy(item.features).to(torch.bfloat16)
+            assert np.array_equal(got.features, ref.float().numpy())
             assert np.array_equal(stored.view(np.int16), ref.view(torch.int16).numpy())
         else:
             assert np.all(group["features"][i, n_vis:] == -128)
-            cos = np.sum(got["features"] * item["features"], 1) / (
-                np.linalg.norm(got["features"], axis=1) * np.linalg.norm(item["features"], axis=1))
+            cos = np.sum(got.features * item.features, 1) / (
+                np.linalg.norm(got.features, axis=1) * np.linalg.norm(item.features, axis=1))
             assert cos.min() > 0.99
     with pytest.raises(IndexError):
         reader[11]
-    assert np.array_equal(reader[-1]["spans"], items[-1]["spans"])
+    assert np.array_equal(reader[-1].spans, items[-1].spans)
 
 
 def test_int8_standardised_cosine_with_outlier_channels(tmp_path):
@@ -98,8 +99,8 @@ def test_int8_standardised_cosine_with_outlier_channels(tmp_path):
     items = _items(rng, 8, 240, 64, outliers=True)
     _write_cache(str(tmp_path / "c"), items, layout)
     reader = CacheReader(str(tmp_path / "c"))
-    ref = np.concatenate([it["features"] for it in items])
-    got = np.concatenate([reader[i]["features"] for i in range(8)])
+    ref = np.concatenate([it.features for it in items])
+    got = np.concatenate([reader[i].features for i in range(8)])
     mu, sd = ref.mean(0), ref.std(0)
     a, b = (ref - mu) / sd, (got - mu) / sd
     std_cos = np.mean(np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)))
@@ -142,7 +143,7 @@ def test_missing_shard_object_and_corruption_are_detected(tmp_path):
     report = verify(path)
     assert not report["ok"] and report["bad"] == [(1, "features", "size or crc32c mismatch")]
     os.remove(feats)
-    assert CacheReader(path)[0]["features"].shape[1] == 4  # shard 0 is intact
+    assert CacheReader(path)[0].features.shape[1] == 4  # shard 0 is intact
     with pytest.raises(HadError, match="damaged"):
         CacheReader(path)[4]
 
@@ -157,11 +158,11 @@ def test_local_writes_are_atomic_and_reader_survives_pickle_and_fork(tmp_path):
     reader = CacheReader(path)
     reader[0]  # opens descriptors in the parent
     clone = pickle.loads(pickle.dumps(reader))
-    assert np.array_equal(clone[5]["features"], reader[5]["features"])
+    assert np.array_equal(clone[5].features, reader[5].features)
     loader = torch.utils.data.DataLoader(reader, batch_size=None, num_workers=2,
                                          multiprocessing_context="fork")
     for i, item in enumerate(loader):
-        assert np.array_equal(item["spans"].numpy(), items[i]["spans"])
+        assert np.array_equal(item.spans, items[i].spans)
 
 
 def _chunk_location(shard_file, spec, k):
@@ -196,8 +197,8 @@ def test_corrupt_chunks_and_index_raise_naming_cache_array_and_shard(tmp_path):
     reader = CacheReader(str(root))
     for i in (0, 1, 2, 3, 4, 7):  # every other item, the damaged shard's included, still reads exactly
         got = reader[i]
-        assert np.array_equal(got["nucleotides"], items[i]["nucleotides"])
-        assert np.array_equal(got["features"], items[i]["features"].astype(np.float16).astype(np.float32))
+        assert np.array_equal(got.nucleotides, items[i].nucleotides)
+        assert np.array_equal(got.features, items[i].features.astype(np.float16).astype(np.float32))
     index_file = root / specs["spans"].shard_key(0)
     _flip(index_file, index_file.stat().st_size - 10)
     with pytest.raises(HadError, match=rf"{root}: spans shard 0 .*index checksum mismatch"):
@@ -250,7 +251,7 @@ def test_format_1_caches_still_read(tmp_path):
     old = CacheReader(str(root))
     assert old.manifest["format_version"] == 1 and verify(str(root))["ok"]
     for i in range(6):
-        assert all(np.array_equal(old[i][k], expected[i][k]) for k in expected[i])
+        assert all(np.array_equal(getattr(old[i], k), v) for k, v in vars(expected[i]).items())
 
 
 @pytest.mark.parametrize("damage", ["truncated", "shape", "codec", "missing", "root identity"])

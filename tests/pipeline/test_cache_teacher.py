@@ -99,22 +99,22 @@ def test_items_equal_fasta_tokenizer_masks_and_a_direct_teacher_forward(genome, 
         codes = np.array([CODE.get(c, 4) for c in genome[1][name][start:start + WINDOW].upper()], np.uint8)
         if view == 1:
             codes = np.array([COMPLEMENT[c] for c in codes[::-1]], np.uint8)
-        assert np.array_equal(item["nucleotides"], codes)
+        assert np.array_equal(item.nucleotides, codes)
         ids, spans = tok.tokenize(codes)
-        assert np.array_equal(item["spans"], spans)
+        assert np.array_equal(item.spans, spans)
         masked, _ = grouping_mask(tok.maskable(ids), spans, WINDOW, 0.15, 0, w, view)
-        assert np.array_equal(item["token_masked"], masked)
+        assert np.array_equal(item.token_masked, masked)
         expected_nt = np.zeros(WINDOW, bool)
         for (s, n) in spans[masked]:
             assert n == 6
             expected_nt[s:s + n] = True
-        assert np.array_equal(item["nt_mask"], expected_nt)
+        assert np.array_equal(item.nt_mask, expected_nt)
         shown = np.concatenate([[tok.cls_id], np.where(masked, tok.mask_id, ids)])
         with torch.no_grad():
             direct = model(input_ids=torch.from_numpy(shown)[None]).last_hidden_state[0, 1:].numpy()
         visible = direct[~masked]
-        assert item["features"].shape == visible.shape
-        np.testing.assert_allclose(item["features"], visible, atol=2e-3, rtol=2e-3)  # fp16 storage
+        assert item.features.shape == visible.shape
+        np.testing.assert_allclose(item.features, visible, atol=2e-3, rtol=2e-3)  # fp16 storage
 
 
 def test_ntv2_cache_bitwise_identical_to_before_the_tokenizer_families(reference):
@@ -124,8 +124,8 @@ def test_ntv2_cache_bitwise_identical_to_before_the_tokenizer_families(reference
     for i in range(len(reader)):
         item = reader[i]
         for key in ("nucleotides", "nt_mask", "spans", "token_masked"):
-            h.update(np.ascontiguousarray(item[key]).tobytes())
-        h.update(str(item["features"].shape).encode())
+            h.update(np.ascontiguousarray(getattr(item, key)).tobytes())
+        h.update(str(item.features.shape).encode())
     assert h.hexdigest() == "229c2bcf900d9c02828aab4110df9f3213cfea3e089e663fc1ea304bd0bc0247"
     assert reader.manifest["tokenizer_family"] == "kmer" and reader.manifest["tokenizer_specials"] == 1
 
@@ -250,7 +250,7 @@ def test_fsspec_url_cache_equals_local_cache(genome, teacher_dir, reference):
     assert cache_teacher.info(url)["ok"]
     assert [s["objects"] for s in got.manifest["shards"]] == [s["objects"] for s in ref.manifest["shards"]]
     for i in range(0, len(ref), 7):
-        assert all(np.array_equal(got[i][k], ref[i][k]) for k in ref[i])
+        assert all(np.array_equal(getattr(got[i], k), v) for k, v in vars(ref[i]).items())
 
 
 def test_bad_inputs_fail_clearly_and_touch_nothing(genome, teacher_dir, tmp_path):
@@ -431,8 +431,8 @@ def test_a_resume_under_other_numerics_is_stated_and_agrees_within_tolerance(gen
     for i in range(len(ref)):
         a, b = got[i], ref[i]
         for key in ("nucleotides", "nt_mask", "spans", "token_masked"):
-            assert np.array_equal(a[key], b[key])
-        np.testing.assert_allclose(a["features"], b["features"], rtol=2**-9, atol=1e-4)  # FORMAT.md's bound
+            assert np.array_equal(getattr(a, key), getattr(b, key))
+        np.testing.assert_allclose(a.features, b.features, rtol=2**-9, atol=1e-4)  # FORMAT.md's bound
     assert "all 5 shards" in _info_numerics(reference, capsys)
 
 

@@ -1,4 +1,4 @@
-"""In-memory cache items in the exact "Cache item" format (ARCHITECTURE.md), for tests without a cache.
+"""In-memory `CacheItem`s (had/cache_store/item.py), for tests without a cache.
 
 Tokens, spans and masks come from the real NTv2 tokenizer and grouping mask; the teacher features
 are a fixed random embedding of each visible token's id, so the distillation target is learnable.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from had.cache_store import CacheItem
 from had.data.masking import grouping_mask
 from had.data.tokenizer import NTv2Tokenizer
 
@@ -31,12 +32,11 @@ class FakeCache:
     def __len__(self) -> int:
         return len(self.seqs)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, i: int) -> CacheItem:
         nuc = self.seqs[i]
         ids, spans = self.tok.tokenize(nuc)
         token_masked, nt_mask = grouping_mask(self.tok.maskable(ids), spans, len(nuc), 0.15, self.seed, i, 0)
-        return {"nucleotides": nuc, "nt_mask": nt_mask, "spans": spans, "token_masked": token_masked,
-                "features": self.table[ids[~token_masked]]}
+        return CacheItem(nuc, nt_mask, spans, token_masked, self.table[ids[~token_masked]])
 
 
 def write_cache(path, cache: FakeCache, shard_items: int = 8, feature_dtype: str = "fp16") -> str:
