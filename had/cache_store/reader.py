@@ -17,7 +17,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from had.cache_store import features as feature_codec
+from had.cache_store.features import CODECS
 from had.cache_store import manifest as manifest_io
 from had.cache_store.item import CacheItem
 from had.cache_store.layout import EMPTY, ArraySpec, chunk_index, decode_chunk, index_nbytes
@@ -64,13 +64,10 @@ class CacheReader:
             parts = [self._chunk(name, shard, slot * per_item + j)[0] for j in range(count)]
             return np.concatenate(parts)[:n_vis] if parts else np.empty((0,) + self.specs[name].chunk_shape[2:])
 
-        dtype = self.layout.feature_dtype
-        if dtype != "int8":
-            return feature_codec.decode(rows("features"), dtype)
-        return feature_codec.decode(
-            rows("features"), dtype, rows("scales"),
-            self._chunk("chan_mean", shard, 0)[0], self._chunk("chan_std", shard, 0)[0],
-        )
+        codec = CODECS[self.layout.feature_dtype]
+        side = {name: rows(name) for name in codec.row_side}
+        side |= {name: self._chunk(name, shard, 0)[0] for name in codec.shard_side}
+        return codec.decode(rows("features"), side)
 
     def _chunk(self, name: str, shard: int, k: int) -> np.ndarray:
         spec = self.specs[name]

@@ -14,7 +14,7 @@ import math
 import google_crc32c
 import numpy as np
 
-from had.cache_store import features as feature_codec
+from had.cache_store.features import CODECS
 from had.cache_store.item import CacheItem
 from had.cache_store.layout import ARRAY_NAMES, Layout, create_arrays, encode_shard
 from had.cache_store.storage import PARTIAL, Storage
@@ -61,9 +61,8 @@ def write_shard(storage: Storage, layout: Layout, shard: int, items: list[CacheI
     for item, n in zip(items, n_vis):
         if n != np.count_nonzero(~item.token_masked):
             raise ValueError(f"shard {shard}: features rows {n} != visible tokens {np.count_nonzero(~item.token_masked)}")
-    stored, side, overflow = feature_codec.encode(
-        np.concatenate([item.features for item in items]), layout.feature_dtype
-    )
+    codec = CODECS[layout.feature_dtype]
+    stored, side, overflow = codec.encode(np.concatenate([item.features for item in items]))
 
     def per_item(fn) -> list[np.ndarray | None]:
         chunks = [fn(item)[None] for item in items]
@@ -100,10 +99,10 @@ def write_shard(storage: Storage, layout: Layout, shard: int, items: list[CacheI
         "token_masked": per_item(padded_mask),
         "features": row_chunks(stored, specs["features"].fill_value),
     }
-    if layout.feature_dtype == "int8":
-        chunks["scales"] = row_chunks(side["scales"], specs["scales"].fill_value)
-        chunks["chan_mean"] = [side["chan_mean"][None]]
-        chunks["chan_std"] = [side["chan_std"][None]]
+    for name in codec.row_side:
+        chunks[name] = row_chunks(side[name], specs[name].fill_value)
+    for name in codec.shard_side:
+        chunks[name] = [side[name][None]]
 
     objects = {}
     for name, array_chunks in chunks.items():

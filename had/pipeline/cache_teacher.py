@@ -41,6 +41,7 @@ import yaml
 from had import featurize
 from had.cache_store import FORMAT_VERSION, Layout, Storage, read_commit
 from had.cache_store import manifest as manifest_io
+from had.cache_store.features import CODECS
 from had.cache_store.lifecycle import prepare_store, store_action
 from had.cluster import dask_client, dashboard_note, gpu_count
 from had.config import RunConfig, TeacherConfig, config_hash
@@ -52,7 +53,6 @@ from had.runtime import resolve_device
 from had.teacher import Teacher
 
 PLAN_SAMPLE = 2048  # windows tokenized to estimate token counts in the plan
-RAW_BYTES_PER_DIM = {"fp16": 2.0, "bf16": 2.0, "int8": 1.0}
 
 
 @dataclass
@@ -80,7 +80,7 @@ class Plan:
             "teacher_tokens": self.teacher_tokens,
             "visible_tokens": self.visible_tokens,
             "token_counts": "exact" if self.exact else f"estimated from the forward strand of up to {PLAN_SAMPLE} windows",
-            "raw_feature_bytes": {k: int(self.visible_tokens * d * b) for k, b in RAW_BYTES_PER_DIM.items()},
+            "raw_feature_bytes": {k: int(self.visible_tokens * d * c.bytes_per_dim) for k, c in CODECS.items()},
         }
 
 
