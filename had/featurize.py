@@ -27,6 +27,7 @@ from had.config import MaskConfig, TeacherConfig
 from had.data import alphabet
 from had.data.fasta import FastaFile
 from had.data.masking import grouping_mask
+from had.data.padding import pad_rows
 from had.errors import HadError
 from had.teacher import Teacher, absolute_local, load_teacher
 
@@ -118,13 +119,8 @@ def batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
 def pad_batch(input_ids: list[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad input ids: -> input_ids, attention_mask, both int64 [B, T]. Right even for a teacher whose
     tokenizer pads left (HyenaDNA): its windows all have the same token count, so nothing is padded."""
-    width = max(len(row_ids) for row_ids in input_ids)
-    ids = torch.full((len(input_ids), width), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(input_ids), width), dtype=torch.long)
-    for row, row_ids in enumerate(input_ids):
-        ids[row, : len(row_ids)] = torch.from_numpy(row_ids)
-        attn[row, : len(row_ids)] = 1
-    return ids, attn
+    ids, attn = pad_rows(input_ids, pad_id)
+    return torch.from_numpy(ids), torch.from_numpy(attn)
 
 
 def compute_features(items: list[CacheItem], input_ids: list[np.ndarray], teacher: Teacher, layer: int,

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from had.data import alphabet
+from had.data.padding import pad_rows
 
 Encode = Callable[[Sequence[str]], dict[str, np.ndarray]]
 
@@ -91,13 +92,7 @@ def _folder_fingerprint(folder: Path) -> str:
 
 def encode_nucleotides(seqs: Sequence[str]) -> dict[str, np.ndarray]:
     """The student's input: one id per nucleotide (IUPAC -> N), right padded with PAD."""
-    codes = [alphabet.encode(s) for s in seqs]
-    width = max(len(c) for c in codes)
-    input_ids = np.full((len(codes), width), alphabet.PAD, dtype=np.int64)
-    attention_mask = np.zeros((len(codes), width), dtype=np.int64)
-    for row, c in enumerate(codes):
-        input_ids[row, : len(c)] = c
-        attention_mask[row, : len(c)] = 1
+    input_ids, attention_mask = pad_rows([alphabet.encode(s) for s in seqs], alphabet.PAD)
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 
