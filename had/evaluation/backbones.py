@@ -81,13 +81,14 @@ def _load_had(model: str) -> Backbone:
 
 
 def _folder_fingerprint(folder: Path) -> str:
-    """Fingerprint of a saved model: its config.json, weight and tokenizer files (`files_fingerprint`);
+    """Fingerprint of a saved model: its config.json, weight and tokenizer files (`fingerprint`);
     the tokenizer decides the inputs, so other tokenizer files make another backbone."""
     from had.data.tokenizer_load import TOKENIZER_FILES
-    from had.teacher import WEIGHT_SUFFIXES, files_fingerprint
+    from had.data.fingerprint import fingerprint
+    from had.teacher import WEIGHT_SUFFIXES
 
     names = {"config.json", *TOKENIZER_FILES}
-    return files_fingerprint(p for p in folder.iterdir() if p.name in names or p.suffix in WEIGHT_SUFFIXES)
+    return fingerprint(p for p in folder.iterdir() if p.name in names or p.suffix in WEIGHT_SUFFIXES)
 
 
 def encode_nucleotides(seqs: Sequence[str]) -> dict[str, np.ndarray]:
