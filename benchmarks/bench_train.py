@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from had.cache_store import CacheItem
-from had.config import load_config
-from had.data.masking import grouping_mask
+from had.config import MaskConfig, load_config
 from had.data.tokenizer import NTv2Tokenizer
+from had.featurize import masked_item
 from had.pipeline import train
 
 PRESETS = {
@@ -55,9 +55,9 @@ class SyntheticItems:
             nuc = rng.integers(0, 4, window).astype(np.uint8)
             nuc[rng.random(window) < 0.01] = 4
             ids, spans = tok.tokenize(nuc)
-            token_masked, nt_mask = grouping_mask(ids, spans, window, 0.15, seed, i, 0)
-            feats = rng.standard_normal((int((~token_masked).sum()), teacher_dim), dtype=np.float32)
-            self.items.append(CacheItem(nuc, nt_mask, spans, token_masked, feats))
+            item = masked_item(nuc, ids, spans, tok, MaskConfig(ratio=0.15, seed=seed), i, 0)
+            item.features = rng.standard_normal((int((~item.token_masked).sum()), teacher_dim), dtype=np.float32)
+            self.items.append(item)
         self.n = n_items
         self.manifest = {"teacher_dim": teacher_dim, "window": window, "vocab_hash": tok.vocab_hash,
                          "teacher": "synthetic", "layer": -1, "feature_dtype": "fp32", "n_items": n_items}

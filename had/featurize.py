@@ -28,6 +28,7 @@ from had.data import alphabet
 from had.data.fasta import FastaFile
 from had.data.masking import grouping_mask
 from had.data.padding import pad_rows
+from had.data.tokenizer_base import TeacherTokenizer
 from had.errors import HadError
 from had.teacher import Teacher, absolute_local, load_teacher
 
@@ -96,12 +97,20 @@ def prepare_items(job: ShardJob, teacher: Teacher) -> tuple[list[CacheItem], lis
             raise HadError(f"window {job.contigs[job.contig[r]]}:{job.start[r]} has {len(ids) + tok.n_specials} "
                            f"teacher tokens, more than {teacher.name} takes ({teacher.max_tokens}); "
                            "lower genome.max_n_fraction or genome.window")
-        token_masked, nt_mask = grouping_mask(tok.maskable(ids), spans, len(codes), mask.ratio, mask.seed,
-                                              int(job.window_id[r]), view, mask.span_tokens)
-        shown = np.where(token_masked, tok.mask_id, ids) if mask.teacher_input == "masked" else ids
-        items.append(CacheItem(codes, nt_mask, spans, token_masked))
+        item = masked_item(codes, ids, spans, tok, mask, int(job.window_id[r]), view)
+        shown = np.where(item.token_masked, tok.mask_id, ids) if mask.teacher_input == "masked" else ids
+        items.append(item)
         input_ids.append(tok.input_ids(shown))
     return items, input_ids
+
+
+def masked_item(codes: np.ndarray, ids: np.ndarray, spans: np.ndarray, tok: TeacherTokenizer, mask: MaskConfig,
+                window_id: int, view: int) -> CacheItem:
+    """The item of one tokenized window-view (codes uint8 [L], ids and spans [n] / [n, 2] from tok.tokenize)
+    with its grouping mask; features not yet computed."""
+    token_masked, nt_mask = grouping_mask(tok.maskable(ids), spans, len(codes), mask.ratio, mask.seed,
+                                          window_id, view, mask.span_tokens)
+    return CacheItem(codes, nt_mask, spans, token_masked)
 
 
 def batches(lengths: list[int], max_tokens: int) -> list[list[int]]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from had.cache_store import CacheItem
-from had.data.masking import grouping_mask
+from had.config import MaskConfig
+from had.featurize import masked_item
 from had.data.tokenizer import NTv2Tokenizer
 
 TINY_STUDENT = dict(d_model=32, n_gdn_layers=2, n_heads=2, head_dim=16, mlp_hidden=64, attn_heads=2,
@@ -35,8 +36,9 @@ class FakeCache:
     def __getitem__(self, i: int) -> CacheItem:
         nuc = self.seqs[i]
         ids, spans = self.tok.tokenize(nuc)
-        token_masked, nt_mask = grouping_mask(self.tok.maskable(ids), spans, len(nuc), 0.15, self.seed, i, 0)
-        return CacheItem(nuc, nt_mask, spans, token_masked, self.table[ids[~token_masked]])
+        item = masked_item(nuc, ids, spans, self.tok, MaskConfig(ratio=0.15, seed=self.seed), i, 0)
+        item.features = self.table[ids[~item.token_masked]]
+        return item
 
 
 def write_cache(path, cache: FakeCache, shard_items: int = 8, feature_dtype: str = "fp16") -> str:
