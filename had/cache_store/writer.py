@@ -50,17 +50,13 @@ def write_shard(storage: Storage, layout: Layout, shard: int, items: list[CacheI
     """Write shard ``shard`` from its items (in item order, features set) and commit it; returns the commit record.
 
     ``numerics``: what decided the features' bits (``Teacher.numerics()``), kept in the commit record.
+    Items that do not fit the layout are a HadError before anything is written.
     """
-    expected = len(layout.shard_range(shard))
-    if len(items) != expected:
-        raise ValueError(f"shard {shard} holds {expected} items, got {len(items)}")
+    _check_items(storage, layout, shard, items)
     specs = layout.arrays()
     slots = layout.shard_items
     length, rows, chunk_rows = layout.window, layout.feature_rows, layout.token_chunk
     n_vis = [len(item.features) for item in items]
-    for item, n in zip(items, n_vis):
-        if n != np.count_nonzero(~item.token_masked):
-            raise ValueError(f"shard {shard}: features rows {n} != visible tokens {np.count_nonzero(~item.token_masked)}")
     codec = CODECS[layout.feature_dtype]
     stored, side, overflow = codec.encode(np.concatenate([item.features for item in items]))
 
@@ -124,6 +120,26 @@ def write_shard(storage: Storage, layout: Layout, shard: int, items: list[CacheI
         record["numerics"] = numerics
     storage.put(commit_key(shard), json.dumps(record, sort_keys=True).encode())
     return record
+
+
+def _check_items(storage: Storage, layout: Layout, shard: int, items: list[CacheItem]) -> None:
+    """The items' shapes against the layout: a mismatch would write chunks the reader cannot decode."""
+    where = f"{storage.url}: shard {shard}"
+    expected = len(layout.shard_range(shard))
+    if len(items) != expected:
+        raise HadError(f"{where} holds {expected} items, got {len(items)}")
+    for i, item in zip(layout.shard_range(shard), items):
+        n_vis = int(np.count_nonzero(~item.token_masked))
+        if len(item.nucleotides) != layout.window or len(item.nt_mask) != layout.window:
+            raise HadError(f"{where}: item {i} has {len(item.nucleotides)} nucleotides, the cache's window is "
+                           f"{layout.window}")
+        if len(item.spans) != len(item.token_masked) or len(item.spans) > layout.window:
+            raise HadError(f"{where}: item {i} has {len(item.spans)} spans and {len(item.token_masked)} token "
+                           f"mask values (at most {layout.window}, one per token)")
+        if item.features is None or item.features.shape != (n_vis, layout.teacher_dim):
+            got = None if item.features is None else item.features.shape
+            raise HadError(f"{where}: item {i} has features of shape {got}, expected ({n_vis} visible tokens, "
+                           f"teacher_dim {layout.teacher_dim})")
 
 
 def read_commit(storage: Storage, shard: int) -> dict | None:

@@ -284,3 +284,26 @@ def test_damaged_metadata_documents_are_errors_naming_the_file(tmp_path, damage)
     for check in (lambda: verify(str(root)), lambda: CacheReader(str(root))):
         with pytest.raises(HadError, match=rf"^{root}/{name}: .*damaged"):
             check()
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda items: items[:-1], "holds 4 items, got 3"),
+    (lambda items: [CacheItem(it.nucleotides[:-1], it.nt_mask[:-1], it.spans, it.token_masked, it.features)
+                    for it in items], "has 23 nucleotides, the cache's window is 24"),
+    (lambda items: [CacheItem(it.nucleotides, it.nt_mask, it.spans[:-1], it.token_masked, it.features)
+                    for it in items], "token mask values"),
+    (lambda items: [CacheItem(it.nucleotides, it.nt_mask, it.spans, it.token_masked, it.features[1:])
+                    for it in items], "features of shape"),
+    (lambda items: [CacheItem(it.nucleotides, it.nt_mask, it.spans, it.token_masked, it.features[:, :3])
+                    for it in items], "teacher_dim 4"),
+    (lambda items: [CacheItem(it.nucleotides, it.nt_mask, it.spans, it.token_masked) for it in items],
+     "features of shape None"),
+])
+def test_items_that_do_not_fit_the_layout_are_refused_before_any_write(tmp_path, bad, message):
+    layout = Layout(n_items=8, window=24, teacher_dim=4, shard_items=4)
+    storage = Storage(str(tmp_path / "c"))
+    create_store(storage, layout, {"n_items": 8})
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(HadError, match=f"{tmp_path / 'c'}: shard 1.*{message}"):
+        write_shard(storage, layout, 1, bad(_items(np.random.default_rng(0), 4, 24, 4)))
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
