@@ -40,7 +40,7 @@ from had import featurize
 from had.cache_store import CacheItem, CacheReader, Layout, Storage, write_shard
 from had.cache_store import manifest as manifest_io
 from had.cache_store.lifecycle import prepare_store
-from had.cache_store.writer import create_store
+from had.cache_store.writer import create_store, write_cache
 from had.cluster import GPU_SLOTS
 from had.config import RunConfig, load_config
 from had.pipeline import cache_teacher as ct
@@ -279,11 +279,7 @@ def bench_dtypes(work: Path, teacher_dir: Path, fasta: Path, n_windows: int) -> 
         for dtype in stored_dtypes:
             layout = dataclasses.replace(plan.layout, feature_dtype=dtype)
             path = work / f"dtype-{teacher_dtype}-{dtype}"
-            storage = Storage(str(path))
-            create_store(storage, layout, {"n_items": layout.n_items}, overwrite=True)
-            records = [write_shard(storage, layout, s, [items[i] for i in layout.shard_range(s)])
-                       for s in range(layout.n_shards)]
-            manifest_io.write(storage, manifest_io.build({"n_items": layout.n_items}, layout, records))
+            records = write_cache(Storage(str(path)), layout, {"n_items": layout.n_items}, items, overwrite=True)
             reader = CacheReader(str(path))
             got = np.concatenate([reader[i].features for i in range(len(reader))])
             computed = np.concatenate([it.features for it in items])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 
 import google_crc32c
 import numpy as np
@@ -39,6 +40,20 @@ def create_store(storage: Storage, layout: Layout, identity: dict, files: dict[s
         storage.put(key, data)
     identity = identity | {"layout": layout.to_dict()}
     zarr.open_group(storage.zarr_store, mode="r+", zarr_format=3).attrs.put({"had": identity})
+
+
+def write_cache(storage: Storage, layout: Layout, identity: dict, items: Sequence[CacheItem],
+                overwrite: bool = False) -> list[dict]:
+    """A whole cache from in-memory items (items[i] is item i), in this process: create the store, write
+    every shard, then the manifest; returns the shards' commit records. `had cache-teacher` writes its
+    shards from tasks instead (``had.featurize``); tests and benchmarks build caches with this."""
+    from had.cache_store import manifest as manifest_io
+
+    create_store(storage, layout, identity, overwrite=overwrite)
+    records = [write_shard(storage, layout, s, [items[i] for i in layout.shard_range(s)])
+               for s in range(layout.n_shards)]
+    manifest_io.write(storage, manifest_io.build(identity, layout, records))
+    return records
 
 
 def commit_key(shard: int) -> str:

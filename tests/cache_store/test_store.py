@@ -15,8 +15,7 @@ import torch
 import zarr
 
 from had.cache_store import CacheItem, CacheReader, Layout, Storage, verify, write_shard
-from had.cache_store import manifest as manifest_io
-from had.cache_store.writer import create_store
+from had.cache_store.writer import create_store, write_cache
 from had.errors import HadError
 
 
@@ -40,11 +39,7 @@ def _items(rng, n_items, length, dim, outliers=False):
 
 def _write_cache(url, items, layout):
     storage = Storage(url)
-    identity = {"n_items": layout.n_items}
-    create_store(storage, layout, identity, overwrite=True)
-    records = [write_shard(storage, layout, s, [items[i] for i in layout.shard_range(s)])
-               for s in range(layout.n_shards)]
-    manifest_io.write(storage, manifest_io.build(identity, layout, records))
+    write_cache(storage, layout, {"n_items": layout.n_items}, items, overwrite=True)
     return storage
 
 

@@ -43,16 +43,11 @@ class FakeCache:
 
 def write_cache(path, cache: FakeCache, shard_items: int = 8, feature_dtype: str = "fp16") -> str:
     """Write `cache`'s items as a real on-disk cache with had.cache_store (the writer's own calls)."""
-    from had.cache_store import Layout, Storage, write_shard
-    from had.cache_store import manifest as manifest_io
-    from had.cache_store.writer import create_store
+    from had.cache_store import Layout, Storage
+    from had.cache_store.writer import write_cache
 
     layout = Layout(n_items=len(cache), window=cache.manifest["window"], teacher_dim=cache.manifest["teacher_dim"],
                     feature_dtype=feature_dtype, shard_items=shard_items)
     identity = {**cache.manifest, "feature_dtype": feature_dtype, "layout": layout.to_dict()}
-    storage = Storage(str(path))
-    create_store(storage, layout, identity)
-    records = [write_shard(storage, layout, s, [cache[i] for i in layout.shard_range(s)])
-               for s in range(layout.n_shards)]
-    manifest_io.write(storage, manifest_io.build(identity, layout, records))
+    write_cache(Storage(str(path)), layout, identity, cache)
     return str(path)
