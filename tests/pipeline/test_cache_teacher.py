@@ -71,11 +71,11 @@ def reference(genome, teacher_dir, tmp_path_factory):
     return out
 
 
-def _files(root: Path) -> dict[str, bytes]:
-    """Every file of a cache; manifest without its timestamp, config.yaml (holds the path) left out."""
+def _files(root: Path, config: bool = False) -> dict[str, bytes]:
+    """Every file of a cache; manifest without its timestamp, config.yaml (holds the path) left out unless config."""
     out = {}
     for path in sorted(root.rglob("*")):
-        if path.is_file() and path.name != "config.yaml":
+        if path.is_file() and (config or path.name != "config.yaml"):
             data = path.read_bytes()
             if path.name == "manifest.json":
                 manifest = json.loads(data)
@@ -134,19 +134,12 @@ GOLDEN_FILES = Path(__file__).resolve().parent / "golden_cache_files.json"
 
 
 def _file_hashes(root: Path, replace: dict[str, str]) -> dict[str, str]:
-    """sha256 of every file of a cache, with the run's temporary paths replaced by names (manifest's timestamp
-    dropped as in _files, config.yaml kept)."""
+    """sha256 of every file of a cache (_files, config.yaml kept), the run's temporary paths replaced by names."""
     out = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            data = path.read_bytes()
-            if path.name == "manifest.json":
-                manifest = json.loads(data)
-                manifest.pop("created")
-                data = json.dumps(manifest, sort_keys=True).encode()
-            for old, new in replace.items():
-                data = data.replace(old.encode(), new.encode())
-            out[str(path.relative_to(root))] = hashlib.sha256(data).hexdigest()
+    for name, data in _files(root, config=True).items():
+        for old, new in replace.items():
+            data = data.replace(old.encode(), new.encode())
+        out[name] = hashlib.sha256(data).hexdigest()
     return out
 
 
