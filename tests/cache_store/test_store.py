@@ -302,3 +302,22 @@ def test_items_that_do_not_fit_the_layout_are_refused_before_any_write(tmp_path,
     with pytest.raises(HadError, match=f"{tmp_path / 'c'}: shard 1.*{message}"):
         write_shard(storage, layout, 1, bad(_items(np.random.default_rng(0), 4, 24, 4)))
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_store_lifecycle_decides_from_the_identity_alone(tmp_path):
+    """New, resume, refuse or replace, from the identity recorded in the store (no run config)."""
+    from had.cache_store.lifecycle import prepare_store, store_action
+
+    layout = Layout(n_items=4, window=24, teacher_dim=4, shard_items=4)
+    storage = Storage(str(tmp_path / "c"))
+    assert store_action(storage, {"n_items": 4, "teacher": "a"}, overwrite=False) == "new"
+    prepare_store(storage, layout, {"n_items": 4, "teacher": "a"}, overwrite=False, files={"config.yaml": b"x: 1\n"})
+    assert (tmp_path / "c" / "config.yaml").read_bytes() == b"x: 1\n"
+    identity = {"n_items": 4, "teacher": "a", "layout": layout.to_dict()}  # as create_store records it
+    assert store_action(storage, identity, overwrite=False) == "resume"
+    other = identity | {"teacher": "b"}
+    with pytest.raises(HadError, match=f"--out {tmp_path / 'c'} .*differs in: teacher.*pass --overwrite"):
+        store_action(storage, other, overwrite=False)
+    assert store_action(storage, other, overwrite=True) == "replace"
+    prepare_store(storage, layout, other, overwrite=True)
+    assert store_action(storage, other, overwrite=False) == "resume" and not (tmp_path / "c" / "config.yaml").exists()
