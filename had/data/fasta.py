@@ -11,7 +11,6 @@ Every problem with an input file is a HadError naming the file and line.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import zlib
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from had.data import alphabet
+from had.data.fingerprint import fingerprint
 from had.errors import HadError
 
 # Bytes allowed in sequence lines: letters only (case and IUPAC codes are the alphabet's
@@ -217,11 +217,7 @@ def _read_gzi(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def fasta_fingerprint(path: str | Path) -> str:
     """sha256 of the file's bytes (streamed): identifies the genome a cache was built from."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return fingerprint([path], names=False)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from had.cluster import dask_client
 from had.config import EvalConfig
 from had.data.benchmarks import discover_tasks, load_task
 from had.errors import HadError
@@ -118,23 +119,14 @@ def _run_local(sweep: Sweep, todo):
 
 
 def _run_dask(sweep: Sweep, todo, workers: int, scheduler: str | None):
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import as_completed
 
-    if scheduler:
-        client, cluster = Client(scheduler), None
-    else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
-        client = Client(cluster)
     # A worker of an existing cluster runs in its own directory; results keep the model as the user named it.
     remote = dataclasses.replace(sweep, model=absolute_local(sweep.model), data_root=absolute_local(sweep.data_root))
-    try:
+    with dask_client(scheduler, workers, kept="finished runs are kept") as (client, _):
         futures = [client.submit(_run_remote, remote, task, lr, seed, pure=False) for task, lr, seed in todo]
         for future in as_completed(futures):
             yield future.result()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def _run_remote(sweep: Sweep, task: str, lr: float, seed: int) -> dict:

@@ -321,7 +321,7 @@ class _PoisonedCache(FakeCache):
         item = super().__getitem__(i)
         self.reads += 1
         if self.reads > self.after:
-            item["features"] = item["features"] * np.nan
+            item.features = item.features * np.nan
         return item
 
 

@@ -8,6 +8,7 @@ import torch
 from fake_cache import TINY_STUDENT, FakeCache
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
+from had.cache_store import CacheItem
 from had.errors import HadError
 from had.student import HadConfig, HadForPretraining, HadForSequenceClassification, HadModel, collate_cache_items
 
@@ -139,8 +140,8 @@ def _items_masked(fraction_masked: float, n=3, window=40):
         nuc = cache.seqs[i]
         ids, spans = cache.tok.tokenize(nuc)
         token_masked = np.full(len(ids), fraction_masked == 1.0)
-        items.append({"nucleotides": nuc, "nt_mask": np.full(len(nuc), fraction_masked == 1.0), "spans": spans,
-                      "token_masked": token_masked, "features": cache.table[ids[~token_masked]]})
+        items.append(CacheItem(nuc, np.full(len(nuc), fraction_masked == 1.0), spans, token_masked,
+                               cache.table[ids[~token_masked]]))
     return collate_cache_items(items)
 
 
