@@ -230,7 +230,6 @@ def gdn_v2_bwd_kernel(
     vv = tl.arange(0, BV)
     mk = (kk < K)[None, :]
     mv = (vv < V)[None, :]
-    incl = o[:, None] >= o[None, :]
     strict = o[:, None] > o[None, :]
     q_ptr = _seq(q_ptr, b, h, sq_b, sq_h)
     k_ptr = _seq(k_ptr, b, h, sq_b, sq_h)
