@@ -231,7 +231,10 @@ def cache_teacher(
     cfg = _config(config, options, set_)
     from had.pipeline import cache_teacher as pipeline
 
-    pipeline.run(cfg, dry_run=dry_run)
+    if dry_run:
+        pipeline.dry_run(cfg)
+    else:
+        pipeline.run(cfg)
 
 
 @app.command("cache-info")

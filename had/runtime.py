@@ -1,4 +1,5 @@
-"""Where and in which precision had computes: the one "auto" device rule and bf16 autocast.
+"""Where and in which precision had computes: the one "auto" device rule, the teacher's "auto" dtype
+and bf16 autocast.
 
 Every command resolves its device option here (train.device, eval.device, teacher.device, the
 teacher pretraining's device) and autocasts here (training and fine-tuning), so "auto" means the
@@ -24,6 +25,13 @@ def resolve_device(option: str, key: str) -> torch.device:
     if option.startswith("cuda") and not torch.cuda.is_available():
         raise HadError(f"{key}={option}: no CUDA device visible")
     return torch.device(option)
+
+
+def teacher_dtype(option: str, device_type: str) -> str:
+    """A frozen teacher's compute dtype: auto is bf16 on CUDA, fp32 elsewhere; fp32 | bf16 | fp16 as given."""
+    if option != "auto":
+        return option
+    return "bf16" if device_type == "cuda" else "fp32"
 
 
 def autocast(precision: str, device: torch.device) -> AbstractContextManager:

@@ -34,7 +34,7 @@ from had.data.tokenizer_base import TeacherTokenizer
 from had.data.tokenizer_load import TOKENIZER_FILES as ANY_TOKENIZER_FILES
 from had.data.tokenizer_load import load_tokenizer
 from had.errors import HadError
-from had.runtime import resolve_device
+from had.runtime import resolve_device, teacher_dtype
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TOKENIZER_FILES = ("vocab.txt", "special_tokens_map.json", "tokenizer_config.json")
@@ -135,8 +135,7 @@ def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto
     hf_logging.disable_progress_bar()
 
     device = resolve_device(device, "teacher.device")
-    if dtype == "auto":
-        dtype = "bf16" if device.type == "cuda" else "fp32"
+    dtype = teacher_dtype(dtype, device.type)
     local = Path(model)
     config_dict = local_model_config(model, trust_remote_code)
     if config_dict is not None and config_dict.get("model_type") == "had":

@@ -33,3 +33,10 @@ def test_autocast_on_cpu():
             assert (a @ a).dtype == dtype, precision
     with pytest.raises(HadError, match="train.precision must be auto, fp32 or bf16, got 'fp16'"):
         autocast("fp16", cpu)
+
+
+def test_teacher_dtype_auto_is_bf16_on_cuda_only():
+    from had.runtime import teacher_dtype
+
+    assert [teacher_dtype("auto", d) for d in ("cuda", "cpu")] == ["bf16", "fp32"]
+    assert [teacher_dtype(x, "cuda") for x in ("fp32", "fp16", "bf16")] == ["fp32", "fp16", "bf16"]

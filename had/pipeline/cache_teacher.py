@@ -49,7 +49,7 @@ from had.data.fasta import WindowTable, fasta_fingerprint, iter_windows
 from had.data.masking import grouping_mask
 from had.errors import HadError
 from had.featurize import ShardJob, fasta_file, teacher_for
-from had.runtime import resolve_device
+from had.runtime import resolve_device, teacher_dtype
 from had.teacher import Teacher
 
 PLAN_SAMPLE = 2048  # windows tokenized to estimate token counts in the plan
@@ -84,17 +84,22 @@ class Plan:
         }
 
 
-def run(cfg: RunConfig, dry_run: bool = False) -> dict:
-    """Build (or resume) the cache at cfg.cache.path; with dry_run only print and return the plan."""
+def dry_run(cfg: RunConfig) -> dict:
+    """`--dry-run`: print and return the plan (windows, tokens, bytes, measured device-hours, what --out
+    would become); nothing is written."""
+    plan = make_plan(cfg)
+    summary = plan.summary() | _throughput_estimate(cfg, plan)
+    try:  # a refusal (existing cache of another config, not a cache, ...) ends the dry run as it would the run
+        summary["out"] = f"{store_action(Storage(cfg.cache.path), plan.identity, cfg.cache.overwrite)} ({cfg.cache.path})"
+    finally:
+        print(json.dumps(summary, indent=1))
+    return summary
+
+
+def run(cfg: RunConfig) -> dict:
+    """Build (or resume) the cache at cfg.cache.path; returns its manifest."""
     plan = make_plan(cfg)
     storage = Storage(cfg.cache.path)
-    if dry_run:
-        summary = plan.summary() | _throughput_estimate(cfg, plan)
-        try:  # a refusal (existing cache of another config, not a cache, ...) ends the dry run as it would the run
-            summary["out"] = f"{store_action(storage, plan.identity, cfg.cache.overwrite)} ({cfg.cache.path})"
-        finally:
-            print(json.dumps(summary, indent=1))
-        return summary
     prepare_store(storage, plan.layout, plan.identity, cfg.cache.overwrite,
                   files={"config.yaml": yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode()})
     if storage.exists(manifest_io.MANIFEST):
@@ -154,10 +159,6 @@ def info(path: str, verify: bool = True) -> dict:
 
 def make_plan(cfg: RunConfig) -> Plan:
     """Validate every input (genome, teacher, layer, window, options) and plan the cache; writes nothing."""
-    if cfg.mask.teacher_input not in ("masked", "full"):
-        raise HadError(f"mask.teacher_input={cfg.mask.teacher_input!r}: expected masked or full")
-    if cfg.mask.views < 1 or cfg.cache.shard_windows < 1:
-        raise HadError("mask.views and cache.shard_windows must be >= 1")
     windows = iter_windows(cfg.genome)
     teacher = teacher_for(driver_teacher(cfg))
     teacher.check_layer(cfg.teacher.layer)
@@ -306,8 +307,7 @@ def _resolved_teacher(cfg: RunConfig) -> TeacherConfig:
     t: TeacherConfig = cfg.teacher
     local = resolve_device("auto", "teacher.device").type
     device = t.device if t.device != "auto" else ("cuda" if cfg.cache.scheduler else local)  # a cluster's workers have GPUs
-    dtype = t.dtype if t.dtype != "auto" else ("bf16" if device.startswith("cuda") else "fp32")
-    return dataclasses.replace(t, device=device, dtype=dtype)
+    return dataclasses.replace(t, device=device, dtype=teacher_dtype(t.dtype, device.split(":")[0]))
 
 
 def driver_teacher(cfg: RunConfig) -> TeacherConfig:

@@ -211,13 +211,13 @@ def test_overwrite_only_ever_replaces_a_had_cache(genome, teacher_dir, reference
                 cache_teacher.run(make_cfg(genome, teacher_dir, target, **override))
             assert "--overwrite" not in str(e.value) and "cache.overwrite" not in str(e.value)
             with pytest.raises(HadError, match=str(target)):
-                cache_teacher.run(make_cfg(genome, teacher_dir, target, **override), dry_run=True)
+                cache_teacher.dry_run(make_cfg(genome, teacher_dir, target, **override))
     assert {d: _files(d) for d in snapshot} == snapshot
     # A plain had cache of another config: --overwrite is advised (the CLI flag), and only then replaces it.
     cache = tmp_path / "cache"
     shutil.copytree(reference, cache)
     with pytest.raises(HadError, match="differs in: mask.*pass --overwrite to replace it"):
-        cache_teacher.run(make_cfg(genome, teacher_dir, cache, **{"mask.ratio": 0.3}), dry_run=True)
+        cache_teacher.dry_run(make_cfg(genome, teacher_dir, cache, **{"mask.ratio": 0.3}))
     assert '"items"' in capsys.readouterr().out  # the plan is still printed
     cache_teacher.run(make_cfg(genome, teacher_dir, cache, **{"mask.ratio": 0.3, "cache.overwrite": True}))
     assert CacheReader(str(cache)).manifest["mask"]["ratio"] == 0.3
@@ -317,7 +317,7 @@ def test_progress_into_a_log_file_is_not_one_line_per_shard(genome, teacher_dir,
 
 def test_dry_run_plans_without_writing(genome, teacher_dir, reference, tmp_path, capsys):
     out = tmp_path / "cache"
-    plan = cache_teacher.run(make_cfg(genome, teacher_dir, out), dry_run=True)
+    plan = cache_teacher.dry_run(make_cfg(genome, teacher_dir, out))
     assert not out.exists()
     manifest = CacheReader(str(reference)).manifest
     assert plan["items"] == manifest["n_items"] and plan["token_counts"] == "exact"
@@ -334,7 +334,7 @@ def test_dry_run_plans_without_writing(genome, teacher_dir, reference, tmp_path,
     bed = tmp_path / "short.bed"
     bed.write_text(f"chrA\t0\t{WINDOW - 1}\nchrB\t10\t{WINDOW + 5}\n")
     with pytest.raises(HadError, match=rf"{bed}: no window of {WINDOW} nt .*2 of 2 rows of {bed} shorter"):
-        cache_teacher.run(make_cfg(genome, teacher_dir, out, **{"genome.bed": str(bed)}), dry_run=True)
+        cache_teacher.dry_run(make_cfg(genome, teacher_dir, out, **{"genome.bed": str(bed)}))
 
 
 def test_cache_info_verifies_every_shard(reference, tmp_path, capsys):
