@@ -276,6 +276,9 @@ def eval_(
     benchmark: Optional[str] = typer.Option(
         None, help="nt (Nucleotide Transformer), gb (Genomic Benchmarks) or gue." + _default("eval.benchmark")),
     task: Optional[list[str]] = typer.Option(None, "--task", help="Task to run (repeatable; default: every task found)."),
+    protocol: Optional[str] = typer.Option(
+        None, help="finetune (the whole encoder, per lr x seed) or probe (frozen encoder, mean-pooled features, "
+        "logistic regression with C chosen on validation; per seed)." + _default("eval.protocol")),
     nt_version: Optional[str] = typer.Option(
         None, help="NT task set: original or revised (recorded with the results)." + _default("eval.nt_version")),
     lr: Optional[list[float]] = typer.Option(
@@ -302,14 +305,15 @@ def eval_(
     ),
     set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
-    """Fine-tune and score a model on NT / Genomic Benchmarks / GUE (resumable sweeps).
+    """Fine-tune (or linearly probe) and score a model on NT / Genomic Benchmarks / GUE (resumable sweeps).
 
     Example: had eval --model runs/had/model --data-root data/nt --benchmark nt --out runs/eval-nt
+    Probe: had eval --protocol probe --model runs/had/model --data-root data/nt --out runs/probe-nt
     Options left out take the --config preset's value.
     """
     cfg = _config(config, {
         "eval.model": model, "eval.data_root": data_root, "eval.benchmark": benchmark, "eval.tasks": task or None,
-        "eval.nt_version": nt_version, "eval.lrs": lr or None, "eval.seeds": seeds, "eval.epochs": epochs,
+        "eval.protocol": protocol, "eval.nt_version": nt_version, "eval.lrs": lr or None, "eval.seeds": seeds, "eval.epochs": epochs,
         "eval.batch_size": batch_size, "eval.max_length": max_length, "eval.max_train_samples": max_train_samples,
         "eval.out": out, "eval.trust_remote_code": trust_remote_code, "eval.workers": workers,
         "eval.scheduler": scheduler, "eval.device": device,
