@@ -345,16 +345,17 @@ def demo(
 @app.command()
 @_user_errors
 def experiment(
-    preset: str = typer.Option("cpu", help="cpu (2 CPU cores, 30-45 min) or gpu (one GPU; bigger genome, teacher, tasks; unmeasured)."),
+    preset: str = typer.Option("cpu", help="cpu (2 CPU cores) or gpu (one GPU; bigger genome, teacher, tasks; unmeasured)."),
     data: str = typer.Option("synthetic", help="synthetic (generated from --seed, NT-layout tasks) or real "
                              "(1 Mb of chr20 + GUE tasks from ../shared/data/real)."),
     seed: int = typer.Option(0, help="Generator seed of the synthetic genome and tasks; also seeds the teacher."),
     out: str = typer.Option("runs/science", "--out", "-o", help="Folder for every artifact, summary.md and summary.png."),
     set_: Optional[list[str]] = typer.Option(
         None, "--set", help=SET_HELP + " experiment.<key> sets the experiment itself, e.g. "
-        "--set experiment.eval_teacher=false or --set experiment.teacher.steps=100."),
+        "--set experiment.pretrain_seeds=5, --set experiment.finetune=true or --set experiment.teacher.steps=100."),
 ) -> None:
-    """Does the distillation work? Teacher pretraining, HAD and its ablations, eval of all, and a verdict."""
+    """Does the distillation work? Teacher pretraining, HAD and its ablations over pretraining seeds, the linear
+    probe of all (fine-tuning too on request), a teacher gate and a verdict with paired bootstrap intervals."""
     from had.pipeline import experiment as pipeline
 
     ours, rest = pipeline.parse_overrides(_parse_sets(set_))
