@@ -40,8 +40,8 @@ TATA_TO_START = 31  # nt from the TATA box's first base to the start motif's fir
 PAIR_SPACING = 12  # enhancer rule: tf1 starts this many nt after tf0 ends, same strand
 N_TF = 4
 MIN_TASK_LENGTH = 100  # room for an enhancer's motif pair and extra sites
-REPEAT_LENGTHS = (320, 280, 240, 200)  # consensus lengths of the interspersed repeat families (SINE-like)
-REPEAT_DIVERGENCE = (0.02, 0.2)  # per-copy substitution rate, uniform in this range (older copies diverge more)
+REPEAT_LENGTHS = (300, 240, 180)  # consensus lengths of the interspersed repeat families (SINE-like)
+REPEAT_DIVERGENCE = (0.02, 0.15)  # per-copy substitution rate, uniform in this range (older copies diverge more)
 
 
 @dataclass(frozen=True)
@@ -249,6 +249,7 @@ def _contig(rng: np.random.Generator, g: Grammar, name: str, length: int, repeat
     elements = []
     pos = int(rng.integers(0, min(5_000, length // 10) + 1))
     seq[:pos] = N  # telomere-like gap
+    soft[:pos] = False
     if pos:
         elements.append(Element(name, 0, pos, "+", "gap"))
     while True:

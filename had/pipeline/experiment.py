@@ -95,7 +95,7 @@ class Experiment:
     pretrain_seeds: int = 5  # students per variant, train.seed = 0 .. pretrain_seeds - 1 (the paired unit)
     finetune: bool = False  # also fine-tune every model (eval.lrs x eval.seeds): the second, reported arm
     teacher: TeacherPretrainConfig = field(default_factory=lambda: TeacherPretrainConfig(
-        hidden_size=128, num_layers=4, num_heads=4, window=258, batch_size=64, steps=1500, lr=1e-3,
+        hidden_size=128, num_layers=4, num_heads=4, window=258, batch_size=64, steps=2000, lr=1e-3,
         val_windows=512, heldout_contig=True))
 
 
