@@ -133,25 +133,30 @@ class Gate:
     teacher_probe: float | None  # None: not measured
     random_probe: float | None
 
+    def checks(self) -> dict[str, bool]:
+        return {
+            "heldout": self.heldout_gain >= GATE_HELDOUT,
+            "repeats": self.repeat_gain is not None and self.repeat_gain >= GATE_REPEATS,
+            "probe": None not in (self.teacher_probe, self.random_probe) and self.teacher_probe > self.random_probe,
+        }
+
     @property
     def passed(self) -> bool:
-        return (self.heldout_gain >= GATE_HELDOUT and self.repeat_gain is not None
-                and self.repeat_gain >= GATE_REPEATS and None not in (self.teacher_probe, self.random_probe)
-                and self.teacher_probe > self.random_probe)
+        return all(self.checks().values())
 
     def text(self) -> str:
         def fmt(x):
             return "not measured" if x is None else f"{x:.3f}"
 
-        probe_ok = None not in (self.teacher_probe, self.random_probe) and self.teacher_probe > self.random_probe
+        ok = {k: "(yes)" if v else "(NO)" for k, v in self.checks().items()}
         return "\n".join([
             f"## Teacher gate: {'PASSED' if self.passed else 'FAILED'}", "",
             f"- held-out MLM loss under the 6-mer marginal ({self.heldout}): {self.heldout_gain:.3f} nats "
-            f"(needs >= {GATE_HELDOUT}) {_mark(self.heldout_gain >= GATE_HELDOUT)}",
+            f"(needs >= {GATE_HELDOUT}) {ok['heldout']}",
             f"- ... inside repeats ({self.repeat_tokens} masked tokens): {fmt(self.repeat_gain)} nats "
-            f"(needs >= {GATE_REPEATS}) {_mark(self.repeat_gain is not None and self.repeat_gain >= GATE_REPEATS)}",
+            f"(needs >= {GATE_REPEATS}) {ok['repeats']}",
             f"- probe mean over tasks, teacher {fmt(self.teacher_probe)} vs random init {fmt(self.random_probe)} "
-            f"(needs teacher > random init) {_mark(probe_ok)}",
+            f"(needs teacher > random init) {ok['probe']}",
         ]) + "\n"
 
 
@@ -195,10 +200,6 @@ def _chain(chain: list[dict], gate: Gate) -> str:
     if not gate.passed:
         return UNINFORMATIVE
     return "HOLDS" if all(c["verdict"] == "holds" for c in chain) else "does NOT hold"
-
-
-def _mark(ok: bool) -> str:
-    return "(yes)" if ok else "(NO)"
 
 
 def _table(arm: Arm) -> str:

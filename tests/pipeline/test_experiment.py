@@ -113,7 +113,7 @@ def test_a_teacher_that_knows_nothing_gives_uninformative_never_does_not_hold(tm
     assert report.val_loss > report.unigram_loss - experiment.GATE_HELDOUT and report.repeat_tokens > 0
     verdict = experiment.judge({"probe": _arm(tmp_path, "probe", TABLE)}, report)
     assert verdict.gate.teacher_probe > verdict.gate.random_probe  # the probe part alone would pass
-    assert not verdict.gate.passed
+    assert verdict.gate.checks() == {"heldout": False, "repeats": False, "probe": True} and not verdict.gate.passed
     text = verdict.text()
     assert "## Teacher gate: FAILED" in text and f"(probe): {experiment.UNINFORMATIVE}." in text
     assert all(c["verdict"] == experiment.UNINFORMATIVE for c in verdict.arms[0].claims)
