@@ -28,8 +28,12 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 # CPU benchmarks (GPU: see benchmarks/RESULTS.md for the device commands).
+# gdn_sass.py compiles the GDN kernels for an H100 without one; SASS_PYTHON=<venv with triton==3.6.0,
+# numpy<2.4>/bin/python adds the counts of the GPU image's Triton (see benchmarks/RESULTS.md).
 bench: install
 	$(PY) benchmarks/bench_gdn.py --device cpu --threads 1
+	$(PY) benchmarks/gdn_sass.py
+	@if [ -n "$(SASS_PYTHON)" ]; then $(PY) benchmarks/gdn_sass.py --python "$(SASS_PYTHON)"; fi
 	$(PY) benchmarks/bench_train.py --threads 1
 	$(PY) benchmarks/bench_cache.py --quick
 

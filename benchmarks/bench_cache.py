@@ -38,7 +38,7 @@ import zarr
 
 from had.cache_store import CacheReader, Layout, Storage, write_shard
 from had.cache_store import manifest as manifest_io
-from had.cache_store.layout import create_arrays
+from had.cache_store.writer import create_store
 from had.config import RunConfig, load_config
 from had.pipeline import cache_teacher as ct
 from had.teacher import TOKENIZER_DIR, TOKENIZER_FILES, build_tiny_teacher
@@ -276,7 +276,7 @@ def bench_dtypes(work: Path, teacher_dir: Path, fasta: Path, n_windows: int) -> 
             layout = dataclasses.replace(plan.layout, feature_dtype=dtype)
             path = work / f"dtype-{teacher_dtype}-{dtype}"
             storage = Storage(str(path))
-            create_arrays(zarr.create_group(storage.zarr_store, zarr_format=3, overwrite=True), layout)
+            create_store(storage, layout, {"n_items": layout.n_items}, overwrite=True)
             records = [write_shard(storage, layout, s, [items[i] for i in layout.shard_range(s)])
                        for s in range(layout.n_shards)]
             manifest_io.write(storage, manifest_io.build({"n_items": layout.n_items}, layout, records))
@@ -298,7 +298,7 @@ def _synthetic_cache(path: Path, n_items: int, dim: int, rng) -> None:
     """A cache shaped like NTv2-500M's on 1024-nt windows: ~148 visible of ~174 tokens, bf16-valued features."""
     layout = Layout(n_items=n_items, window=1024, teacher_dim=dim, shard_items=256)
     storage = Storage(str(path))
-    create_arrays(zarr.create_group(storage.zarr_store, zarr_format=3, overwrite=True), layout)
+    create_store(storage, layout, {"n_items": n_items}, overwrite=True)
     channel_scale = np.exp(rng.normal(0, 0.5, dim)).astype(np.float32)
     records = []
     for s in range(layout.n_shards):

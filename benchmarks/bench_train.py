@@ -85,18 +85,16 @@ def _write_shard(path: str, layout, shard: int) -> dict:
 
 def write_disk_cache(path: Path, items: SyntheticItems, shard_items: int = 64, procs: int = 1) -> str:
     """Write the items as an fp16 cache, one shard per task on `procs` forked processes."""
-    import zarr
-
     from had.cache_store import Layout, Storage
     from had.cache_store import manifest as manifest_io
-    from had.cache_store.layout import create_arrays
+    from had.cache_store.writer import create_store
 
     m = items.manifest
     layout = Layout(n_items=len(items), window=m["window"], teacher_dim=m["teacher_dim"], feature_dtype="fp16",
                     shard_items=shard_items)
     identity = {**m, "feature_dtype": "fp16", "layout": layout.to_dict()}
     storage = Storage(str(path))
-    create_arrays(zarr.create_group(storage.zarr_store, zarr_format=3, attributes={"had": identity}), layout)
+    create_store(storage, layout, identity)
     tasks = [(str(path), layout, s) for s in range(layout.n_shards)]
     # fork before the GPU is touched: the children inherit the items instead of unpickling them per task
     with multiprocessing.get_context("fork").Pool(procs, _init_writer, (items,)) as pool:

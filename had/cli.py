@@ -155,7 +155,7 @@ def cache_teacher(
     max_tokens_per_batch: Optional[int] = typer.Option(
         None, help="Teacher tokens per forward batch, padding included." + _default("teacher.max_tokens_per_batch")),
     mask_ratio: Optional[float] = typer.Option(
-        None, help="Fraction of 6-mer teacher tokens masked per view, in (0, 1]." + _default("mask.ratio")),
+        None, help="Fraction of maskable teacher tokens (NTv2: 6-mers) masked per view, in (0, 1]." + _default("mask.ratio")),
     views: Optional[int] = typer.Option(None, help="Independent mask draws (views) per window." + _default("mask.views")),
     rc: Optional[bool] = typer.Option(
         None, "--rc/--no-rc", help="Also cache reverse-complement views." + _default("mask.reverse_complement")),
@@ -243,7 +243,7 @@ def train(
     tensorboard: Optional[bool] = typer.Option(
         None, "--tensorboard/--no-tensorboard", help="Also write TensorBoard logs." + _default("train.tensorboard")),
     seed: Optional[int] = typer.Option(None, help="Seed for initialisation and data order." + _default("train.seed")),
-    device: Optional[str] = typer.Option(None, help="auto, cpu or cuda." + _default("train.device")),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N." + _default("train.device")),
     set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP + " Student keys: --set student.d_model=96."),
 ) -> None:
     """Train the HAD student on a teacher cache (the teacher is never loaded).
@@ -342,17 +342,34 @@ def demo(
     pipeline.run(cfg, Path(out), seed=seed)
 
 
+# `had experiment --help` must not import the experiment (torch: seconds): the keys are listed here, and
+# tests/test_cli.py checks the list against the Experiment and TeacherPretrainConfig dataclasses.
+EXPERIMENT_KEYS_HELP = (
+    " experiment.<key> sets the experiment itself (preset values in had/pipeline/experiment.py): "
+    "n_contigs, contig_length, repeat_fraction (synthetic genome), cache_contigs (contigs the students read; "
+    "null = all), tasks, task_train, task_test, task_length (synthetic tasks), real_tasks, real_max_train (GUE "
+    "tasks of --data real, training rows; null = all), variants (students to train), pretrain_seeds (students "
+    "per variant, the paired unit), finetune (fine-tune every model too: the second arm). "
+    "experiment.teacher.<key> sets the teacher's pretraining: hidden_size, num_layers, num_heads, window, "
+    "batch_size, steps, lr, weight_decay, warmup_fraction, mask_ratio, val_fraction, heldout_contig, "
+    "val_windows, log_every, seed, device. E.g. --set experiment.pretrain_seeds=5 --set experiment.finetune=true "
+    "--set experiment.teacher.steps=100."
+)
+
+
 @app.command()
 @_user_errors
 def experiment(
     preset: str = typer.Option("cpu", help="cpu (2 CPU cores) or gpu (one GPU; bigger genome, teacher, tasks; unmeasured)."),
     data: str = typer.Option("synthetic", help="synthetic (generated from --seed, NT-layout tasks) or real "
-                             "(1 Mb of chr20 + GUE tasks from ../shared/data/real)."),
+                             "(a real genome and GUE tasks from --data-root)."),
+    data_root: Optional[str] = typer.Option(
+        None, "--data-root", help="With --data real: a folder holding genome/<one FASTA> and "
+        "GUE/<group>/<task>/{train,dev,test}.csv, e.g. ../shared/data/real in a checkout (1 Mb of chr20 + GUE) "
+        "(default: none; required with --data real)."),
     seed: int = typer.Option(0, help="Generator seed of the synthetic genome and tasks; also seeds the teacher."),
     out: str = typer.Option("runs/science", "--out", "-o", help="Folder for every artifact, summary.md and summary.png."),
-    set_: Optional[list[str]] = typer.Option(
-        None, "--set", help=SET_HELP + " experiment.<key> sets the experiment itself, e.g. "
-        "--set experiment.pretrain_seeds=5, --set experiment.finetune=true or --set experiment.teacher.steps=100."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP + EXPERIMENT_KEYS_HELP),
 ) -> None:
     """Does the distillation work? Teacher pretraining, HAD and its ablations over pretraining seeds, the linear
     probe of all (fine-tuning too on request), a teacher gate and a verdict with paired bootstrap intervals."""
@@ -361,7 +378,7 @@ def experiment(
     ours, rest = pipeline.parse_overrides(_parse_sets(set_))
     exp, cfg = pipeline.build(preset, data, rest, ours)
     check_student(cfg)
-    pipeline.run(exp, cfg, out, seed=seed)
+    pipeline.run(exp, cfg, out, seed=seed, data_root=data_root)
 
 
 if __name__ == "__main__":  # pragma: no cover

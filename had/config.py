@@ -55,15 +55,20 @@ class TeacherConfig:
     layer: int = -1  # hidden-state index to cache; -1 = last (after the final norm)
     max_tokens_per_batch: int = 65536  # teacher tokens per forward batch, padding included
     device: str = "auto"  # auto | cpu | cuda
+    tokenizer: str = "auto"  # family of its tokenizer files: auto (detected) | kmer | bpe | char
+    # Intra-op threads of a CPU teacher's forward, fixed rather than taken from OMP_NUM_THREADS or the
+    # core count: fp32 sums round differently with each thread count (cache FORMAT.md, "Determinism").
+    cpu_threads: int = 1
 
 
 @dataclass
 class MaskConfig:
-    ratio: float = 0.15  # fraction of 6-mer teacher tokens masked (stage 1)
+    ratio: float = 0.15  # fraction of maskable teacher tokens masked (stage 1; NTv2: the 6-mers)
     views: int = 1  # independent mask draws per window
     reverse_complement: bool = False  # add a reverse-complement view for every mask view
     teacher_input: str = "masked"  # masked | full: what the teacher sees at masked tokens
     seed: int = 0
+    span_tokens: int = 1  # mask runs of this many consecutive teacher tokens (single-nucleotide teachers: spans of nt)
 
 
 @dataclass
@@ -97,7 +102,7 @@ class TrainConfig:
     resume: bool = False
     tensorboard: bool = False
     seed: int = 0
-    device: str = "auto"
+    device: str = "auto"  # auto | cpu | cuda | cuda:<index> (had.runtime.resolve_device)
 
 
 @dataclass
@@ -191,10 +196,13 @@ RULES: dict[str, Rule] = {
     "teacher.layer": _at_least(-1, " (-1 = the last layer)"),
     "teacher.max_tokens_per_batch": _at_least(1),
     "teacher.device": _device("auto", "cpu", "cuda"),
+    "teacher.tokenizer": _one_of("auto", "kmer", "bpe", "char"),
+    "teacher.cpu_threads": _at_least(1),
     "mask.ratio": _fraction(low_open=True),
     "mask.views": _at_least(1),
     "mask.teacher_input": _one_of("masked", "full"),
     "mask.seed": _at_least(0),
+    "mask.span_tokens": _at_least(1),
     "cache.shard_windows": _at_least(1),
     "cache.feature_dtype": _one_of("fp16", "bf16", "int8"),
     "cache.workers": _at_least(0),
@@ -212,14 +220,14 @@ RULES: dict[str, Rule] = {
     "train.checkpoint_every": _at_least(1),
     "train.keep_checkpoints": _at_least(1),
     "train.seed": _at_least(0),
-    "train.device": _one_of("auto", "cpu", "cuda"),
+    "train.device": _device("auto", "cpu", "cuda"),
     "eval.benchmark": _one_of(*BENCHMARKS),
     "eval.nt_version": _one_of(*NT_VERSIONS),
     "eval.lrs": _positive(),
     "eval.seeds": _at_least(1),
     "eval.epochs": _at_least(1, " (null for the benchmark's default)"),
     "eval.batch_size": _at_least(1),
-    "eval.max_length": _at_least(1, " nt (null for no cut)"),
+    "eval.max_length": _at_least(6, " nt (one 6-mer token; null for no cut)"),
     "eval.val_fraction": _fraction(low_open=True, high_open=True),
     "eval.warmup_fraction": _fraction(),
     "eval.weight_decay": _at_least(0),

@@ -1,8 +1,11 @@
-"""Load a frozen NTv2 / ESM teacher (hub id or local directory) and build the tiny demo teacher.
+"""Load a frozen DNA teacher (hub id or local directory) and build the tiny demo teacher.
 
+Any masked LM whose tokenizer is one of had's families (``had.data.tokenizer_load``: NTv2
+k-mers, BPE such as DNABERT-2, single nucleotide) loads here; the tokenizer is read from the
+teacher's own files first, so an unsupported one is refused before any weight is read.
 Real NTv2 checkpoints ship their own modeling code (a SwiGLU FFN) behind ``auto_map``
-with no ``AutoModel`` entry, so the backbone is ``AutoModelForMaskedLM(...).esm``
-and loading needs ``trust_remote_code=True``. Built-in ESM directories (the tiny
+with no ``AutoModel`` entry, so the backbone is ``AutoModelForMaskedLM(...).base_model``
+and loading needs ``trust_remote_code=True``. Built-in ESM / BERT directories (the tiny
 teacher, benchmark shapes) go through the very same path.
 
     path = build_tiny_teacher("/tmp/tiny")            # EsmConfig + NTv2 tokenizer files
@@ -13,6 +16,7 @@ teacher, benchmark shapes) go through the very same path.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,7 +29,11 @@ from torch import nn
 
 from had.data.tokenizer import DEFAULT_DIR as TOKENIZER_DIR
 from had.data.tokenizer import NTv2Tokenizer
+from had.data.tokenizer_base import TeacherTokenizer
+from had.data.tokenizer_load import TOKENIZER_FILES as ANY_TOKENIZER_FILES
+from had.data.tokenizer_load import load_tokenizer
 from had.errors import HadError
+from had.runtime import resolve_device
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TOKENIZER_FILES = ("vocab.txt", "special_tokens_map.json", "tokenizer_config.json")
@@ -37,13 +45,14 @@ class Teacher:
     """A frozen encoder in eval mode plus the tokenizer its ids come from."""
 
     encoder: nn.Module
-    tokenizer: NTv2Tokenizer
+    tokenizer: TeacherTokenizer
     name: str
     hidden_size: int
     num_hidden_layers: int
-    max_tokens: int  # longest input (CLS included) its positions allow
+    max_tokens: int | None  # longest input (specials included) its positions allow; None = no limit
     config_hash: str  # sha256 of the model config (JSON, sorted keys)
     fingerprint: str  # sha256 over the weight files, or over the state_dict bytes
+    cpu_threads: int | None = None  # intra-op threads of a forward on CPU; None = torch's current setting
 
     @property
     def device(self) -> torch.device:
@@ -52,6 +61,16 @@ class Teacher:
     @property
     def dtype(self) -> torch.dtype:
         return next(self.encoder.parameters()).dtype
+
+    def numerics(self) -> dict:
+        """What decides the features' bits beyond the teacher and its inputs (cache FORMAT.md, "Determinism"):
+        torch version, device kind (CPU instruction set or GPU model), compute dtype, CPU threads."""
+        device = self.device
+        on_cpu = device.type == "cpu"
+        kind = f"cpu ({torch.backends.cpu.get_cpu_capability()})" if on_cpu else torch.cuda.get_device_name(device)
+        dtype = {v: k for k, v in DTYPES.items()}[self.dtype]
+        return {"torch": torch.__version__, "device": kind, "dtype": dtype,
+                "cpu_threads": (self.cpu_threads or torch.get_num_threads()) if on_cpu else None}
 
     def check_layer(self, layer: int) -> None:
         """-1 = last hidden state after the final norm; 0 = embeddings; k = output of block k."""
@@ -74,39 +93,63 @@ class Teacher:
         self.check_layer(layer)
         device = self.device
         kwargs = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
-        if layer == -1:
-            return self.encoder(**kwargs, return_dict=True).last_hidden_state
-        module = self.encoder.embeddings if layer == 0 else self.encoder.encoder.layer[layer - 1]
-        captured = []
-        handle = module.register_forward_hook(lambda _m, _i, out: captured.append(out[0] if isinstance(out, tuple) else out))
+        with self._threads():
+            if layer == -1:
+                return self.encoder(**kwargs, return_dict=True).last_hidden_state
+            module = self.encoder.embeddings if layer == 0 else self.encoder.encoder.layer[layer - 1]
+            captured = []
+            handle = module.register_forward_hook(
+                lambda _m, _i, out: captured.append(out[0] if isinstance(out, tuple) else out))
+            try:
+                self.encoder(**kwargs, return_dict=True)
+            finally:
+                handle.remove()
+            return captured[0]
+
+    @contextlib.contextmanager
+    def _threads(self):
+        """On CPU, run on exactly `cpu_threads` intra-op threads, then restore the process's setting."""
+        if self.cpu_threads is None or self.device.type != "cpu":
+            yield
+            return
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.cpu_threads)
         try:
-            self.encoder(**kwargs, return_dict=True)
+            yield
         finally:
-            handle.remove()
-        return captured[0]
+            torch.set_num_threads(before)
 
 
-def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto", device: str = "auto") -> Teacher:
+def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto", device: str = "auto",
+                 tokenizer: str = "auto", cpu_threads: int | None = None) -> Teacher:
     """Load a teacher backbone from a HF hub id or a local directory (frozen, eval mode).
 
-    dtype: auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16; device: auto | cpu | cuda[:i].
+    dtype: auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16 | fp16; device: auto | cpu | cuda[:i];
+    tokenizer: the family of its tokenizer files, auto (detected) | kmer | bpe | char;
+    cpu_threads: intra-op threads of `features` on CPU (None: whatever the process uses).
     """
     from transformers import AutoConfig, AutoModelForMaskedLM
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
 
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    device = resolve_device(device, "teacher.device")
     if dtype == "auto":
-        dtype = "bf16" if device.startswith("cuda") else "fp32"
+        dtype = "bf16" if device.type == "cuda" else "fp32"
     if dtype not in DTYPES:
         raise HadError(f"teacher.dtype={dtype!r}: expected auto, {', '.join(DTYPES)}")
     local = Path(model)
     config_dict = local_model_config(model, trust_remote_code)
     if config_dict is not None and config_dict.get("model_type") == "had":
         raise HadError(f"{model} is a had student, not a teacher (use it with had eval --model)")
+    tok = teacher_tokenizer(local, config_dict, tokenizer) if config_dict is not None else None
     try:
         config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+        if tok is None:  # a hub model: its tokenizer files come with its snapshot
+            tok = teacher_tokenizer(_hub_snapshot(model, ANY_TOKENIZER_FILES), config.to_dict(), tokenizer)
+        if tok.vocab_size > config.vocab_size:
+            raise HadError(f"model {model}: its tokenizer ({tok.family}, {tok.source}) has {tok.vocab_size} tokens "
+                           f"but its embedding only {config.vocab_size}: not the tokenizer it was trained with")
         mlm = AutoModelForMaskedLM.from_pretrained(
             model, config=config, trust_remote_code=trust_remote_code, dtype=DTYPES[dtype]
         )
@@ -115,25 +158,43 @@ def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto
             raise _remote_code_error(model) from None
         raise HadError(f"model {model}: cannot load: {e}") from None
     except OSError as e:
-        raise HadError(f"model {model}: not a local directory or reachable hub id ({e})") from None
+        reason = str(e).split("\n")[0]
+        raise HadError(f"model {model}: neither an existing local folder nor a hub id that could be loaded "
+                       f"({reason})") from None
     encoder = mlm.base_model.to(device).eval().requires_grad_(False)
     del mlm
-    tokenizer = NTv2Tokenizer.from_dir(local if (local / "vocab.txt").is_file() else TOKENIZER_DIR)
     # The architecture, not where it was loaded from: a moved teacher folder is the same teacher.
     settings = {k: v for k, v in config.to_dict().items() if k not in ("_name_or_path", "transformers_version")}
     config_json = json.dumps(settings, sort_keys=True, default=str)
-    # ESM position ids start after the padding id, so max_position_embeddings - pad_id - 1 real tokens fit.
-    max_tokens = config.max_position_embeddings - config.pad_token_id - 1
     return Teacher(
         encoder=encoder,
-        tokenizer=tokenizer,
+        tokenizer=tok,
         name=model,
         hidden_size=config.hidden_size,
         num_hidden_layers=config.num_hidden_layers,
-        max_tokens=max_tokens,
+        max_tokens=_max_tokens(config, encoder),
         config_hash=hashlib.sha256(config_json.encode()).hexdigest(),
         fingerprint=_fingerprint(local if local.is_dir() else _hub_snapshot(model), encoder),
+        cpu_threads=cpu_threads,
     )
+
+
+def teacher_tokenizer(folder: Path, config: dict, family: str = "auto") -> TeacherTokenizer:
+    """The tokenizer in a teacher's folder; an ESM folder without tokenizer files gets NTv2's
+    (what had did before it read other families: such folders were always NTv2-tokenized)."""
+    has_files = any((folder / name).is_file() for name in ANY_TOKENIZER_FILES)
+    if not has_files and config.get("model_type") == "esm" and family in ("auto", "kmer"):
+        return NTv2Tokenizer.from_dir(TOKENIZER_DIR)
+    return load_tokenizer(folder, family)
+
+
+def _max_tokens(config, encoder: nn.Module) -> int | None:
+    """Longest input the model's positions allow (None: no learned position table, e.g. ALiBi)."""
+    if config.model_type == "esm":
+        # ESM position ids start after the padding id, so max_position_embeddings - pad_id - 1 real tokens fit.
+        return config.max_position_embeddings - config.pad_token_id - 1
+    table = getattr(getattr(encoder, "embeddings", None), "position_embeddings", None)
+    return table.num_embeddings if isinstance(table, nn.Embedding) else None
 
 
 def local_model_config(model: str, trust_remote_code: bool = False) -> dict | None:
@@ -211,11 +272,13 @@ def _remote_code_error(model: str) -> HadError:
     )
 
 
-def _hub_snapshot(model: str) -> Path:
-    """The local snapshot folder of a hub model that from_pretrained just fetched (or a non-dir)."""
+def _hub_snapshot(model: str, files: tuple[str, ...] | None = None) -> Path:
+    """The local snapshot folder of a hub model (fetching `files` if given), or a non-dir."""
     try:
         from huggingface_hub import snapshot_download
 
+        if files:
+            return Path(snapshot_download(model, allow_patterns=list(files)))
         return Path(snapshot_download(model, local_files_only=True))
     except Exception:  # no cache entry: fall back to hashing the state_dict
         return Path("/nonexistent")

@@ -27,10 +27,11 @@ import torch
 
 from had.data import alphabet
 from had.data.fasta import fasta_fingerprint, read_fasta
-from had.data.masking import sample_kmers
+from had.data.masking import sample_tokens
 from had.data.tokenizer import DEFAULT_DIR as TOKENIZER_DIR
 from had.data.tokenizer import NTv2Tokenizer
 from had.errors import HadError
+from had.runtime import resolve_device
 from had.schedules import warmup_cosine
 from had.teacher import TOKENIZER_FILES, build_tiny_teacher
 
@@ -56,7 +57,7 @@ class TeacherPretrainConfig:
     val_windows: int = 256
     log_every: int = 50
     seed: int = 0
-    device: str = "cpu"
+    device: str = "cpu"  # auto | cpu | cuda | cuda:<index>
 
 
 @dataclass
@@ -109,7 +110,7 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
     rng = np.random.default_rng([cfg.seed, 7])
     val = tok.batch_encode([w for w, _ in val_windows])
     val_ids, val_attn = val["input_ids"], val["attention_mask"]
-    val_mask = np.stack([sample_kmers(tok.is_kmer(row), cfg.mask_ratio, np.random.default_rng([cfg.seed, 8, i]))
+    val_mask = np.stack([sample_tokens(tok.is_kmer(row), cfg.mask_ratio, np.random.default_rng([cfg.seed, 8, i]))
                          for i, row in enumerate(val_ids)])
     # A window of N-free letters tokenizes into CLS + whole 6-mers (+ a shorter tail token): token j >= 1
     # covers letters 6(j-1) .. 6j; it is "in a repeat" when most of them are lower case.
@@ -118,7 +119,8 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
     tmp = Path(out_dir).with_name(Path(out_dir).name + ".init")
     build_tiny_teacher(tmp, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
                        seed=cfg.seed)
-    model = EsmForMaskedLM.from_pretrained(tmp).to(cfg.device).train()
+    device = resolve_device(cfg.device, "teacher.device")
+    model = EsmForMaskedLM.from_pretrained(tmp).to(device).train()
     shutil.rmtree(tmp)
     params = sum(p.numel() for p in model.parameters())
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
@@ -132,8 +134,8 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
         batch = tok.batch_encode([_crop(train_parts, starts, cfg.window, rng) for _ in range(cfg.batch_size)])
         ids = batch["input_ids"]
         counts += np.bincount(ids[tok.is_kmer(ids)], minlength=tok.vocab_size)
-        masked = np.stack([sample_kmers(tok.is_kmer(row), cfg.mask_ratio, rng) for row in ids])
-        loss = _mlm_loss(model, ids, batch["attention_mask"], masked, tok, cfg.device)
+        masked = np.stack([sample_tokens(tok.is_kmer(row), cfg.mask_ratio, rng) for row in ids])
+        loss = _mlm_loss(model, ids, batch["attention_mask"], masked, tok, device)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -148,7 +150,7 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
 
     model.eval()
     with torch.no_grad():
-        nll, hit = _masked_nll(model, val_ids, val_attn, val_mask, tok, cfg.device)
+        nll, hit = _masked_nll(model, val_ids, val_attn, val_mask, tok, device)
     marginal = _marginal_nll(counts, tok.is_kmer(np.arange(tok.vocab_size)), val_ids[val_mask])
     in_repeat = val_repeat[val_mask]
     out_dir = Path(out_dir)
@@ -248,7 +250,7 @@ def _mean(x: np.ndarray) -> float | None:
 
 
 def _masked_logits(model, ids: np.ndarray, attention_mask: np.ndarray, masked: np.ndarray, tok: NTv2Tokenizer,
-                   device: str) -> tuple[torch.Tensor, torch.Tensor]:
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits [n_masked, V], targets [n_masked]) of the masked tokens; ids, attention_mask int64 [B, T],
     masked bool [B, T]; masked tokens in row-major order."""
     ids_t = torch.from_numpy(ids).to(device)

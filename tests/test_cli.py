@@ -59,6 +59,8 @@ def test_bad_input_is_one_clear_line(argv, message):
         (["cache-teacher", "--config", "tiny", "--set", "mask.reverse_complement=maybe"], "expected true or false"),
         (["eval", "--config", "tiny", "--batch-size", "0"], "eval.batch_size=0: must be >= 1"),
         (["eval", "--config", "tiny", "--max-train-samples", "0"], "eval.max_train_samples=0"),
+        (["eval", "--config", "tiny", "--max-length", "3"], "eval.max_length=3: must be >= 6 nt (one 6-mer token"),
+        (["cache-teacher", "--config", "tiny", "--set", "teacher.cpu_threads=0"], "teacher.cpu_threads=0: must be >= 1"),
         (["experiment", "--set", "train.steps=abc"], "train.steps: expected an integer"),
         (["demo", "--set", "train.steps=abc"], "train.steps: expected an integer"),
     ],
@@ -96,6 +98,35 @@ def test_cache_teacher_help_names_the_genome_filters_and_gzip_limits():
     for key in ("genome.contigs=[chr1,chr2]", "genome.exclude_contigs=[chrM]", "genome.max_n_fraction=0.1"):
         assert key in text  # rendered literally, not eaten as rich markup
     assert ".fai + .gzi for a bgzip one" in text and "plain gzip" in text
+
+
+def test_experiment_help_lists_every_experiment_key():
+    """`had experiment --help` names every experiment.* and experiment.teacher.* key (read from the
+    dataclasses here, since the CLI lists them by hand to keep --help from importing torch)."""
+    import dataclasses
+
+    from had.pipeline.experiment import Experiment
+    from had.teacher_pretrain import TeacherPretrainConfig
+
+    result = runner.invoke(app, ["experiment", "--help"], env={"COLUMNS": "250"})
+    text = " ".join(result.output.replace("│", " ").split())
+    keys = [f.name for f in dataclasses.fields(Experiment) if f.name not in ("preset", "data", "teacher")]
+    for key in keys + [f.name for f in dataclasses.fields(TeacherPretrainConfig)]:
+        assert f" {key}" in text, f"experiment --help does not name {key}"
+    assert "experiment.teacher.<key>" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "--data real needs --data-root"),
+    (["--data-root", "nowhere"], "--data-root nowhere: expected exactly one FASTA in nowhere/genome"),
+])
+def test_real_data_needs_a_data_root_given_explicitly(args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["experiment", "--data", "real", "--out", "runs/x", *args])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("error: ") and message in line
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
 
 
 class _Broken(torch.utils.data.Dataset):

@@ -115,10 +115,12 @@ def test_paths_that_cannot_be_a_teacher_are_named(tiny, tmp_path, monkeypatch):
         raise OSError("offline")
 
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", offline)
-    for hub_id in ("InstaDeepAI/nucleotide-transformer-v2-500m-multi-species", "nt-v2"):
-        with pytest.raises(HadError, match=f"model {hub_id}: not a local directory or reachable hub id"):
+    # "runs/x" is hub-id shaped: the message must not call it only a hub id
+    for hub_id in ("InstaDeepAI/nucleotide-transformer-v2-500m-multi-species", "nt-v2", "runs/x"):
+        with pytest.raises(HadError, match=f"^model {hub_id}: neither an existing local folder nor a hub id that "
+                                           r"could be loaded \(offline\)$"):
             load_teacher(hub_id)
-    assert asked == ["InstaDeepAI/nucleotide-transformer-v2-500m-multi-species", "nt-v2"]
+    assert asked == ["InstaDeepAI/nucleotide-transformer-v2-500m-multi-species", "nt-v2", "runs/x"]
 
 
 def test_remote_code_checkpoint_needs_the_flag(tiny, tmp_path):
@@ -135,3 +137,28 @@ def test_remote_code_checkpoint_needs_the_flag(tiny, tmp_path):
     (tmp_path / "custom" / "config.json").write_text(json.dumps(config))
     with pytest.raises(HadError, match="trust_remote_code=true"):
         load_teacher(str(tmp_path / "custom"))
+
+
+def test_tokenizer_comes_from_the_teachers_own_files(tiny, tmp_path):
+    """An ESM folder without tokenizer files is NTv2-tokenized (as before the families); any other
+    model without them is refused before its weights are read; BERT positions bound the input."""
+    from dna_teachers import bert_teacher, char_tokenizer
+
+    bare = tmp_path / "bare-esm"
+    shutil.copytree(tiny, bare)
+    for name in ("vocab.txt", "special_tokens_map.json", "tokenizer_config.json"):
+        (bare / name).unlink()
+    teacher = load_teacher(str(bare), device="cpu")
+    assert teacher.tokenizer.family == "kmer" and teacher.tokenizer.vocab_hash == load_teacher(str(tiny)).tokenizer.vocab_hash
+
+    char_tokenizer(tmp_path / "chars", "hyena")
+    bert = bert_teacher(tmp_path / "bert", tmp_path / "chars")
+    teacher = load_teacher(str(bert), device="cpu")
+    assert teacher.tokenizer.family == "char" and teacher.max_tokens == 512
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (bert / name).unlink()
+    (bert / "model.safetensors").write_bytes(b"not weights")  # never read: the tokenizer is refused first
+    with pytest.raises(HadError, match="no tokenizer files"):
+        load_teacher(str(bert), device="cpu")
+    with pytest.raises(HadError, match="teacher.tokenizer=bpe"):
+        load_teacher(str(tiny), device="cpu", tokenizer="bpe")

@@ -8,7 +8,7 @@ from transformers import EsmForMaskedLM
 
 from had.data import alphabet, synthetic
 from had.data.fasta import read_fasta
-from had.data.masking import sample_kmers
+from had.data.masking import sample_tokens
 from had.data.tokenizer import NTv2Tokenizer
 from had.errors import HadError
 from had.teacher import load_teacher
@@ -45,7 +45,7 @@ def test_mlm_loss_falls_and_the_report_matches_a_fresh_read(pretrained):
     windows = [tail[s : s + TINY.window] for s in range(0, tail.size - TINY.window + 1, TINY.window)]
     windows = [w for w in windows if not (w == alphabet.N).any()][: TINY.val_windows]
     enc = tok.batch_encode(windows)
-    masked = np.stack([sample_kmers(tok.is_kmer(row), TINY.mask_ratio, np.random.default_rng([TINY.seed, 8, i]))
+    masked = np.stack([sample_tokens(tok.is_kmer(row), TINY.mask_ratio, np.random.default_rng([TINY.seed, 8, i]))
                        for i, row in enumerate(enc["input_ids"])])
     labels = np.where(masked, enc["input_ids"], -100)
     inputs = np.where(masked, tok.mask_id, enc["input_ids"])
@@ -68,7 +68,7 @@ def test_saved_directory_is_a_loadable_teacher(pretrained):
 def test_mask_draws_only_kmers_at_the_ratio():
     tok = NTv2Tokenizer.default()
     ids = tok.encode("ACGTAC" * 40 + "NNA" + "GGCATT" * 20)  # CLS, 40 6-mers, 3 single tokens, 20 6-mers
-    masked = sample_kmers(tok.is_kmer(ids), 0.15, np.random.default_rng(0))
+    masked = sample_tokens(tok.is_kmer(ids), 0.15, np.random.default_rng(0))
     assert masked.sum() == round(0.15 * 60)
     assert tok.is_kmer(ids[masked]).all()
 

@@ -15,7 +15,7 @@ import google_crc32c
 import numpy as np
 
 from had.cache_store import features as feature_codec
-from had.cache_store.layout import ARRAY_NAMES, Layout, encode_shard
+from had.cache_store.layout import ARRAY_NAMES, Layout, create_arrays, encode_shard
 from had.cache_store.storage import PARTIAL, Storage
 from had.errors import HadError
 
@@ -24,15 +24,33 @@ COMMIT_DIR = "_commit"
 OWN_NAMES = {"zarr.json", "config.yaml", "manifest.json", COMMIT_DIR, *ARRAY_NAMES}
 
 
+def create_store(storage: Storage, layout: Layout, identity: dict, files: dict[str, bytes] | None = None,
+                 overwrite: bool = False) -> None:
+    """Create a cache's group and arrays, put ``files`` (e.g. config.yaml), then record ``identity`` (with the
+    layout) as the root's ``had`` attribute: last, so its presence means every array exists (FORMAT.md,
+    "Recognising a cache"). The manifest must later be built from the same identity (``manifest.build``)."""
+    import zarr
+
+    group = zarr.create_group(storage.zarr_store, zarr_format=3, overwrite=overwrite,
+                              attributes={"had_creating": True})
+    create_arrays(group, layout)
+    for key, data in (files or {}).items():
+        storage.put(key, data)
+    identity = identity | {"layout": layout.to_dict()}
+    zarr.open_group(storage.zarr_store, mode="r+", zarr_format=3).attrs.put({"had": identity})
+
+
 def commit_key(shard: int) -> str:
     return f"{COMMIT_DIR}/shard-{shard:06d}.json"
 
 
-def write_shard(storage: Storage, layout: Layout, shard: int, items: list[dict[str, np.ndarray]]) -> dict:
+def write_shard(storage: Storage, layout: Layout, shard: int, items: list[dict[str, np.ndarray]],
+                numerics: dict | None = None) -> dict:
     """Write shard ``shard`` from its items (in item order) and commit it; returns the commit record.
 
     Each item: nucleotides uint8 [L], nt_mask bool [L], spans int32 [n, 2],
     token_masked bool [n], features float32 [n_vis, D] (n_vis = (~token_masked).sum()).
+    ``numerics``: what decided the features' bits (``Teacher.numerics()``), kept in the commit record.
     """
     expected = len(layout.shard_range(shard))
     if len(items) != expected:
@@ -104,6 +122,8 @@ def write_shard(storage: Storage, layout: Layout, shard: int, items: list[dict[s
         "out_of_range": overflow,
         "objects": objects,
     }
+    if numerics is not None:
+        record["numerics"] = numerics
     storage.put(commit_key(shard), json.dumps(record, sort_keys=True).encode())
     return record
 

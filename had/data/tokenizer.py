@@ -1,4 +1,4 @@
-"""NTv2's teacher tokenizer, vectorised and exact to Hugging Face's ``EsmTokenizer``.
+"""The k-mer family: NTv2's teacher tokenizer, vectorised and exact to Hugging Face's ``EsmTokenizer``.
 
 NTv2 splits DNA like this: N is always its own token and cuts the sequence into
 runs; every N-free run is cut into non-overlapping 6-mers from the left and its
@@ -9,7 +9,9 @@ appends EOS. The vocabulary and special ids are read from the teacher's own
 Normalisation (our choice, see ../shared/reference/ntv2/README.md): input goes
 through ``had.data.alphabet.encode`` first, i.e. upper case, and every non-ACGT
 letter becomes N. The HF tokenizer itself is case-sensitive and would turn such
-runs into ``<unk>``; on upper-case ACGTN text the two agree token for token.
+runs into ``<unk>``; on upper-case ACGTN text the two agree token for token. N is the
+teacher's own ``N`` token (its features are distilled, as NTv2 itself was trained on N);
+only 6-mers are maskable.
 
     tok = NTv2Tokenizer.default()
     ids, spans = tok.tokenize(alphabet.encode("ATTCCGATTCCGNAT"))
@@ -21,13 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from had.data import alphabet
+from had.data.tokenizer_base import TeacherTokenizer, check_codes
 from had.errors import HadError
 
 KMER = 6
@@ -35,8 +37,11 @@ DEFAULT_DIR = Path(__file__).parent / "ntv2_tokenizer"
 _POWERS = 4 ** np.arange(KMER - 1, -1, -1, dtype=np.int64)  # base-4 weights, first base most significant
 
 
-class NTv2Tokenizer:
+class NTv2Tokenizer(TeacherTokenizer):
     """Teacher tokenizer built from an NTv2 tokenizer folder (vocab.txt + special_tokens_map.json)."""
+
+    family = "kmer"
+    longest_token = KMER
 
     def __init__(self, vocab: list[str], specials: dict[str, str], vocab_bytes: bytes, source: str):
         self.vocab = vocab
@@ -64,6 +69,8 @@ class NTv2Tokenizer:
         self._single_ids = np.array([lookup(b, "single nucleotide") for b in alphabet.NUCLEOTIDES], dtype=np.int64)
         self._is_kmer = np.zeros(len(vocab), dtype=bool)
         self._is_kmer[self._kmer_ids] = True
+        self._maskable = self._is_kmer
+        self.prefix_ids, self.suffix_ids = np.array([self.cls_id], dtype=np.int64), np.zeros(0, dtype=np.int64)
 
     @classmethod
     def from_dir(cls, path: str | Path) -> NTv2Tokenizer:
@@ -89,10 +96,6 @@ class NTv2Tokenizer:
         """The NTv2 tokenizer files shipped with had (identical to the multi-species v2 models')."""
         return cls.from_dir(DEFAULT_DIR)
 
-    @property
-    def vocab_size(self) -> int:
-        return len(self.vocab)
-
     @cached_property
     def vocab_hash(self) -> str:
         """sha256 of vocab.txt: identifies the token ids a cache was written with."""
@@ -108,11 +111,7 @@ class NTv2Tokenizer:
         Returns ids int64 [n] and spans int32 [n, 2] = (start, length) in nucleotides;
         the spans tile [0, L) in order.
         """
-        codes = np.asarray(codes)
-        if codes.ndim != 1:
-            raise ValueError(f"tokenize expects one sequence of codes [L], got shape {codes.shape}")
-        if codes.size and codes.max() > alphabet.N:
-            raise ValueError("tokenize expects nucleotide codes A C G T N (0..4); MASK/PAD found")
+        codes = check_codes(codes)
         length = codes.size
         pos = np.arange(length, dtype=np.int64)
         is_n = codes == alphabet.N
@@ -131,29 +130,3 @@ class NTv2Tokenizer:
         ids[kmer_start] = self._kmer_ids[kmer_codes]
         spans = np.stack([starts, np.where(kmer_start, KMER, 1)], axis=1).astype(np.int32)
         return ids, spans
-
-    def encode(self, seq: str | bytes | np.ndarray) -> np.ndarray:
-        """Token ids with CLS prepended, int64 [1 + n]; text is normalised by alphabet.encode."""
-        codes = alphabet.encode(seq) if isinstance(seq, (str, bytes)) else seq
-        ids, _ = self.tokenize(codes)
-        return np.concatenate([[self.cls_id], ids]).astype(np.int64)
-
-    def batch_encode(self, seqs: Sequence[str | bytes | np.ndarray], max_length: int | None = None) -> dict[str, np.ndarray]:
-        """Encode and right-pad a batch, like HF's ``tokenizer(seqs, padding=True)``.
-
-        Returns ``input_ids`` and ``attention_mask``, both int64 [B, T], T = the longest
-        encoding (CLS included); with ``max_length`` every row is cut to at most that
-        many tokens (CLS kept, tokens dropped from the right).
-        """
-        encoded = [self.encode(s) for s in seqs]
-        if max_length is not None:
-            if max_length < 1:
-                raise ValueError(f"max_length must be >= 1, got {max_length}")
-            encoded = [e[:max_length] for e in encoded]
-        width = max((e.size for e in encoded), default=0)
-        input_ids = np.full((len(encoded), width), self.pad_id, dtype=np.int64)
-        attention_mask = np.zeros((len(encoded), width), dtype=np.int64)
-        for row, e in enumerate(encoded):
-            input_ids[row, : e.size] = e
-            attention_mask[row, : e.size] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask}

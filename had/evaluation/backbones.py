@@ -3,9 +3,10 @@
 Two kinds of backbone, one interface (`Backbone`):
 - a `had` student directory (`had train`'s `<out>/model/`, detected by config.json
   `model_type: "had"`): `AutoModel` after `import had.student`; one token per nucleotide.
-- any HF masked-LM / encoder (hub id or directory), NTv2 included: loaded by
-  `had.teacher.load_teacher` (the same path as the teacher cache), tokenized with NTv2's
-  6-mer tokenizer. Real NTv2 needs `trust_remote_code` (opt-in).
+- any HF masked-LM / encoder (hub id or directory) with a tokenizer of one of had's families
+  (NTv2 k-mers, BPE such as DNABERT-2, single nucleotide): loaded by `had.teacher.load_teacher`
+  (the same path as the teacher cache), tokenized by its own files, padded on its own side; an
+  unsupported tokenizer is refused in one line. Real NTv2 needs `trust_remote_code` (opt-in).
 
     backbone = load_backbone("runs/had/model")
     batch = backbone.encode(["ACGTN", "ACG"])          # input_ids, attention_mask int64 [2, T]
@@ -54,8 +55,9 @@ def load_backbone(model: str, trust_remote_code: bool = False) -> Backbone:
     teacher = load_teacher(model, trust_remote_code=trust_remote_code, dtype="fp32", device="cpu")
     if Path(model).is_dir():
         fingerprint = _folder_fingerprint(Path(model))
-    else:  # a hub model: its config (which names it) and weights
-        fingerprint = hashlib.sha256(f"{teacher.config_hash} {teacher.fingerprint}".encode()).hexdigest()
+    else:  # a hub model: its config (which names it), weights and tokenizer
+        parts = f"{teacher.config_hash} {teacher.fingerprint} {teacher.tokenizer.vocab_hash}"
+        fingerprint = hashlib.sha256(parts.encode()).hexdigest()
     return Backbone(model, teacher.encoder, teacher.hidden_size, teacher.tokenizer.batch_encode, fingerprint,
                     teacher.max_tokens)
 
@@ -78,10 +80,13 @@ def _load_had(model: str) -> Backbone:
 
 
 def _folder_fingerprint(folder: Path) -> str:
-    """Fingerprint of a saved model: its config.json and weight files (`files_fingerprint`)."""
+    """Fingerprint of a saved model: its config.json, weight and tokenizer files (`files_fingerprint`);
+    the tokenizer decides the inputs, so other tokenizer files make another backbone."""
+    from had.data.tokenizer_load import TOKENIZER_FILES
     from had.teacher import WEIGHT_SUFFIXES, files_fingerprint
 
-    return files_fingerprint(p for p in folder.iterdir() if p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES)
+    names = {"config.json", *TOKENIZER_FILES}
+    return files_fingerprint(p for p in folder.iterdir() if p.name in names or p.suffix in WEIGHT_SUFFIXES)
 
 
 def encode_nucleotides(seqs: Sequence[str]) -> dict[str, np.ndarray]:

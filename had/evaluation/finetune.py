@@ -34,6 +34,8 @@ from had.data.benchmarks import BenchmarkTask, Split
 from had.errors import HadError
 from had.evaluation.backbones import Backbone, SequenceClassifier
 from had.evaluation.metrics import metric_for, score
+from had.optim import decay_groups
+from had.runtime import autocast
 from had.schedules import warmup_cosine
 
 DEFAULT_EPOCHS = {"nt": 20, "gb": 10, "gue": 10}
@@ -137,7 +139,7 @@ def finetune(backbone: Backbone, data: PreparedTask, lr: float, seed: int, proto
     model = SequenceClassifier(backbone.fresh_encoder(), backbone.hidden_size, n_classes)
     _init_head(model.head, seed)
     model.to(device)
-    optimizer = torch.optim.AdamW(_param_groups(model, protocol.weight_decay), lr=lr)
+    optimizer = torch.optim.AdamW(decay_groups(model, protocol.weight_decay), lr=lr)
     steps_per_epoch = math.ceil(len(train) / protocol.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(steps_per_epoch * protocol.epochs, protocol.warmup_fraction))
@@ -147,7 +149,7 @@ def finetune(backbone: Backbone, data: PreparedTask, lr: float, seed: int, proto
         model.train()
         for index in torch.randperm(len(train), generator=order).split(protocol.batch_size):
             input_ids, attention_mask, labels = train.batch(index, device)
-            with _autocast(device):
+            with autocast("auto", device):
                 logits = model(input_ids, attention_mask)
             loss = F.cross_entropy(logits.float(), labels)
             optimizer.zero_grad(set_to_none=True)
@@ -175,7 +177,7 @@ def predict(model: torch.nn.Module, split: Encoded, batch_size: int, device: tor
     out = []
     for index in torch.arange(len(split)).split(batch_size):
         input_ids, attention_mask, _ = split.batch(index, device)
-        with _autocast(device):
+        with autocast("auto", device):
             out.append(model(input_ids, attention_mask).argmax(-1).cpu())
     return torch.cat(out).numpy()
 
@@ -199,14 +201,3 @@ def _init_head(head: torch.nn.Linear, seed: int) -> None:
 def _subset(split: Encoded, rows: torch.Tensor) -> Encoded:
     return Encoded(split.input_ids[rows], split.attention_mask[rows], split.labels[rows])
 
-
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-
-
-def _autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")

@@ -3,7 +3,10 @@
 Per (model, benchmark, task): the lr with the best mean *validation* metric over seeds is
 chosen (never the test metric; ties go to the smaller lr), and the test metric at that lr is
 reported as mean ± (max - min) over its seeds, as in Caduceus Tables 1-2. Published rows
-come from `published_baselines.csv` (a copy of ../shared/reference/published_baselines.csv).
+come from `published_baselines.csv` and `published_baselines_extra.csv` (copies of the files of
+../shared/reference/: Caduceus Tables 1-2 and HAD; DNABERT-2's GUE table with DNABERT and NT;
+JanusDNA's NT-task numbers); each table names the source, hence the protocol, of its published
+columns, which differ (10-fold CV with max - min, 10 split seeds with std, one GUE split).
 
     summary = summarize(read_results("runs/eval/results.parquet"))
     write_report(summary, "runs/eval")      # summary.md + summary.png
@@ -11,6 +14,7 @@ come from `published_baselines.csv` (a copy of ../shared/reference/published_bas
 from __future__ import annotations
 
 import csv
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 PUBLISHED_CSV = Path(__file__).with_name("published_baselines.csv")
+PUBLISHED_EXTRA_CSV = Path(__file__).with_name("published_baselines_extra.csv")
 # How our (benchmark, nt_version) are named in the published table.
 _PUBLISHED_NAME = {("nt", "original"): "nt_original", ("gb", None): "genomic_benchmarks"}
 _AVERAGE_TASK = "AVERAGE_8_TASKS"  # a published benchmark average (HAD's GB number)
@@ -36,6 +41,7 @@ class SummaryRow:
     seeds: int | None
     lr: float | None = None  # the lr chosen on validation (ours only)
     published: bool = False
+    source: str | None = None  # where a published number comes from (paper, table, protocol)
 
 
 def summarize(rows: list[dict]) -> list[SummaryRow]:
@@ -74,15 +80,18 @@ def labels(models: list[tuple[str, str, str]]) -> dict[tuple, str]:
     return names
 
 
-def published(benchmarks: set[str], path: Path = PUBLISHED_CSV) -> list[SummaryRow]:
+def published(benchmarks: set[str], paths: tuple[Path, ...] = (PUBLISHED_CSV, PUBLISHED_EXTRA_CSV)) -> list[SummaryRow]:
     """Published rows of the given benchmarks (names as in `benchmark_name`)."""
-    with open(path, newline="") as f:
-        return [
-            SummaryRow(r["model"], r["benchmark"], r["task"], r["metric"], float(r["mean"]),
-                       float(r["spread_max_minus_min"]) if r["spread_max_minus_min"] else None,
-                       int(r["seeds"]) if r["seeds"] else None, published=True)
-            for r in csv.DictReader(f) if r["benchmark"] in benchmarks
-        ]
+    rows = []
+    for path in paths:
+        with open(path, newline="") as f:
+            rows += [
+                SummaryRow(r["model"], r["benchmark"], r["task"], r["metric"], float(r["mean"]),
+                           float(r["spread_max_minus_min"]) if r["spread_max_minus_min"] else None,
+                           int(r["seeds"]) if r["seeds"] else None, published=True, source=r["source"])
+                for r in csv.DictReader(f) if r["benchmark"] in benchmarks
+            ]
+    return rows
 
 
 def beside(ours: list[SummaryRow]) -> list[SummaryRow]:
@@ -132,10 +141,12 @@ def markdown(summary: list[SummaryRow]) -> str:
             else:
                 averages.append("")
         lines.append("| **average** | | " + " | ".join(averages) + " |")
+        lines += _sources([r for r in rows if r.benchmark == benchmark and r.published])
         parts.append("\n".join(lines))
     header = ("# had eval summary\n\nTest metric, mean ± (max - min) over seeds, at the learning rate "
-              "with the best mean validation metric (shown after @). Published numbers: "
-              "their papers (see published_baselines.csv).\n\n")
+              "with the best mean validation metric (shown after @). Published numbers: their papers, "
+              "under their own protocols (named below each table; a published spread is max - min "
+              "only where the source gives it).\n\n")
     return header + "\n\n".join(parts) + "\n"
 
 
@@ -177,6 +188,17 @@ def write_report(summary: list[SummaryRow], out: str | Path) -> Path:
     (out / "summary.md").write_text(markdown(summary))
     plot(summary, out / "summary.png")
     return out / "summary.md"
+
+
+def _sources(rows: list[SummaryRow]) -> list[str]:
+    """Lines naming where the published columns come from (paper, table, protocol), one per source;
+    a per-task std quoted in a source (JanusDNA) is left out of the line (it stays in the CSV)."""
+    models: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        source = re.sub(r", std [0-9.]+", "", r.source or "unknown")
+        if r.model not in models[source]:
+            models[source].append(r.model)
+    return ["", "Published columns:"] + [f"- {', '.join(m)}: {s}" for s, m in models.items()] if models else []
 
 
 def _cell(row: SummaryRow | None) -> str:

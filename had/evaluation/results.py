@@ -44,7 +44,10 @@ def read_results(path: str | Path) -> list[dict]:
     if not path.is_file():
         return []
     try:
-        table = pq.read_table(path)
+        # One open file: read_table(path) may open the path more than once (footer, then pages), and a
+        # writer's os.replace in between hands it pages of the new file under the old footer.
+        with open(path, "rb") as f:
+            table = pq.read_table(f)
     except Exception as e:  # pyarrow raises several types for a damaged file
         raise HadError(f"{path}: not a readable results file: {e}") from None
     missing = set(SCHEMA.names) - set(table.column_names)

@@ -27,6 +27,7 @@ from had.evaluation.backbones import Backbone, load_backbone
 from had.evaluation.finetune import Protocol, finetune, prepare
 from had.evaluation.probe import TaskFeatures, probe, task_features
 from had.evaluation.results import append_results, read_results, run_key
+from had.runtime import resolve_device
 from had.teacher import absolute_local
 
 
@@ -119,7 +120,7 @@ def _check_resumable(sweep: Sweep, rows, path) -> None:
 
 
 def _run_local(sweep: Sweep, todo):
-    device = _device(sweep.device)
+    device = resolve_device(sweep.device, "eval.device")
     for task, lr, seed in todo:
         yield _run_one(sweep, task, lr, seed, device)
 
@@ -148,7 +149,7 @@ def _run_remote(sweep: Sweep, task: str, lr: float, seed: int) -> dict:
     """Runs on a Dask worker; worker i of a local cluster takes GPU i mod n_gpus."""
     from dask.distributed import get_worker
 
-    device = _device(sweep.device)
+    device = resolve_device(sweep.device, "eval.device")
     if device.type == "cuda" and str(get_worker().name).isdigit():
         device = torch.device("cuda", int(get_worker().name) % torch.cuda.device_count())
     return _run_one(sweep, task, lr, seed, device)
@@ -179,11 +180,3 @@ def _features(sweep: Sweep, task: str, device: torch.device) -> TaskFeatures:
     """The probe's features of a task: one encoder pass per task, shared by its seeds."""
     backbone = _backbone(sweep.model, sweep.trust_remote_code)
     return task_features(backbone, _prepared(sweep, task), sweep.protocol.batch_size, device)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise HadError(f"eval.device={name}: no CUDA device visible")
-    return torch.device(name)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import os
 import sys
 import threading
@@ -44,13 +43,13 @@ import yaml
 
 from had.cache_store import FORMAT_VERSION, Layout, Storage, read_commit, write_shard
 from had.cache_store import manifest as manifest_io
-from had.cache_store.layout import create_arrays
-from had.cache_store.writer import cache_attributes, foreign_names, remove_cache
+from had.cache_store.writer import cache_attributes, create_store, foreign_names, remove_cache
 from had.config import RunConfig, TeacherConfig, config_hash
 from had.data import alphabet
 from had.data.fasta import FastaFile, WindowTable, fasta_fingerprint, iter_windows
 from had.data.masking import grouping_mask
 from had.errors import HadError
+from had.runtime import resolve_device
 from had.teacher import Teacher, absolute_local, load_teacher
 
 PLAN_SAMPLE = 2048  # windows tokenized to estimate token counts in the plan
@@ -65,7 +64,7 @@ class Plan:
     identity: dict  # everything that decides the stored values; compared on resume
     sources: dict  # paths the values came from (not compared: files may move)
     n_views: int
-    teacher_tokens: int  # CLS included (what the teacher runs on)
+    teacher_tokens: int  # specials included (what the teacher runs on)
     visible_tokens: int  # feature rows stored
     exact: bool  # False: token counts extrapolated from PLAN_SAMPLE windows
 
@@ -82,7 +81,7 @@ class Plan:
             "shards": self.layout.n_shards,
             "teacher_tokens": self.teacher_tokens,
             "visible_tokens": self.visible_tokens,
-            "token_counts": "exact" if self.exact else f"estimated from {PLAN_SAMPLE} windows",
+            "token_counts": "exact" if self.exact else f"estimated from the forward strand of up to {PLAN_SAMPLE} windows",
             "raw_feature_bytes": {k: int(self.visible_tokens * d * b) for k, b in RAW_BYTES_PER_DIM.items()},
         }
 
@@ -141,6 +140,7 @@ def run(cfg: RunConfig, dry_run: bool = False) -> dict:
     manifest_io.write(storage, manifest)
     print(f"cache written to {cfg.cache.path}: {plan.layout.n_items} items in {plan.layout.n_shards} shards, "
           f"{manifest['totals']['nbytes'] / 1e6:.1f} MB; not covered: {plan.windows.coverage()}")
+    print(f"numerics: {manifest_io.describe_numerics(manifest)}")
     return manifest
 
 
@@ -152,9 +152,11 @@ def info(path: str, verify: bool = True) -> dict:
         print(f"{key:>14}: {manifest.get(key)}")
     print(f"{'shards':>14}: {layout.n_shards} x {layout.shard_items} items, {manifest['totals']['nbytes'] / 1e6:.1f} MB")
     totals = manifest["totals"]
-    # Counted as --dry-run counts them: teacher tokens with each item's CLS; visible = stored feature rows.
-    print(f"{'tokens':>14}: {totals['n_tokens'] + totals['n_items']} teacher (CLS included), "
+    # Counted as --dry-run counts them: teacher tokens with each item's specials; visible = stored feature rows.
+    specials = manifest.get("tokenizer_specials", 1)  # caches before the tokenizer families: NTv2's CLS
+    print(f"{'tokens':>14}: {totals['n_tokens'] + specials * totals['n_items']} teacher (specials included), "
           f"{totals['n_visible']} visible (feature rows)")
+    print(f"{'numerics':>14}: {manifest_io.describe_numerics(manifest)}")
     report = {"manifest": manifest}
     if verify:
         report |= manifest_io.verify(path)
@@ -177,8 +179,9 @@ def make_plan(cfg: RunConfig) -> Plan:
     windows = iter_windows(cfg.genome)
     teacher = _teacher(_driver_teacher(cfg))
     teacher.check_layer(cfg.teacher.layer)
-    if math.ceil(cfg.genome.window / 6) + 1 > teacher.max_tokens:
-        raise HadError(f"genome.window={cfg.genome.window}: ~{math.ceil(cfg.genome.window / 6) + 1} teacher tokens, "
+    fewest = teacher.tokenizer.fewest_tokens(cfg.genome.window)
+    if teacher.max_tokens is not None and fewest > teacher.max_tokens:
+        raise HadError(f"genome.window={cfg.genome.window}: at least {fewest} teacher tokens, "
                        f"but {cfg.teacher.model} takes at most {teacher.max_tokens}")
     if len(windows) == 0:
         raise HadError(f"{cfg.genome.bed or cfg.genome.fasta}: no window of {cfg.genome.window} nt passes the filters "
@@ -193,7 +196,10 @@ def make_plan(cfg: RunConfig) -> Plan:
         shard_items=cfg.cache.shard_windows,
         compression_level=cfg.cache.compression_level,
     )
-    teacher_tokens, visible, exact = _count_tokens(cfg, windows, teacher, n_views)
+    teacher_tokens, visible, exact, longest = _count_tokens(cfg, windows, teacher, n_views)
+    if teacher.max_tokens is not None and longest > teacher.max_tokens:
+        raise HadError(f"genome.window={cfg.genome.window}: up to {longest} teacher tokens per window (specials "
+                       f"included), but {cfg.teacher.model} takes at most {teacher.max_tokens}; lower genome.window")
     genome = dataclasses.asdict(cfg.genome)
     genome.pop("fasta")
     genome["bed"] = fasta_fingerprint(cfg.genome.bed) if cfg.genome.bed else None
@@ -204,6 +210,8 @@ def make_plan(cfg: RunConfig) -> Plan:
         "teacher_fingerprint": teacher.fingerprint,
         "teacher_dtype": _resolved_teacher(cfg)["dtype"],
         "vocab_hash": teacher.tokenizer.vocab_hash,
+        "tokenizer_family": teacher.tokenizer.family,
+        "tokenizer_specials": teacher.tokenizer.n_specials,
         "layer": cfg.teacher.layer,
         "teacher_dim": teacher.hidden_size,
         "feature_dtype": cfg.cache.feature_dtype,
@@ -258,8 +266,6 @@ def _store_action(storage: Storage, plan: Plan, cfg: RunConfig) -> str:
 
 def _prepare_store(storage: Storage, plan: Plan, cfg: RunConfig) -> None:
     """Create the store, or check that an existing one was started with the same identity."""
-    import zarr
-
     action = _store_action(storage, plan, cfg)
     if action == "resume":
         storage.remove_partials()
@@ -271,11 +277,8 @@ def _prepare_store(storage: Storage, plan: Plan, cfg: RunConfig) -> None:
             os.makedirs(storage.root, exist_ok=True)
         except OSError as e:
             raise HadError(f"--out {cfg.cache.path}: cannot create the directory ({e.strerror})") from None
-    group = zarr.create_group(storage.zarr_store, zarr_format=3, attributes={"had_creating": True})
-    create_arrays(group, plan.layout)
-    storage.put("config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
-    # The identity goes in last: its presence means every array exists.
-    zarr.open_group(storage.zarr_store, mode="r+", zarr_format=3).attrs.put({"had": plan.identity})
+    create_store(storage, plan.layout, plan.identity,
+                 files={"config.yaml": yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode()})
 
 
 def _job(cfg: RunConfig, plan: Plan, shard: int) -> ShardJob:
@@ -303,7 +306,8 @@ def _teacher(tcfg: dict) -> Teacher:
     key = json.dumps(tcfg, sort_keys=True)
     with _LOADING:
         if key not in _TEACHERS:
-            _TEACHERS[key] = load_teacher(tcfg["model"], tcfg["trust_remote_code"], tcfg["dtype"], tcfg["device"])
+            _TEACHERS[key] = load_teacher(tcfg["model"], tcfg["trust_remote_code"], tcfg["dtype"], tcfg["device"],
+                                          tcfg["tokenizer"], tcfg["cpu_threads"])
     return _TEACHERS[key]
 
 
@@ -314,27 +318,27 @@ def _fasta(path: str) -> FastaFile:
 
 
 def prepare_items(job: ShardJob, teacher: Teacher) -> list[dict]:
-    """Fetch, tokenize and mask the shard's window-views; adds the teacher's input ids (CLS first)."""
+    """Fetch, tokenize and mask the shard's window-views; adds the teacher's input ids (with its specials)."""
     fasta, tok, mask = _fasta(job.fasta), teacher.tokenizer, job.mask
     n_views = mask["views"] * (2 if mask["reverse_complement"] else 1)
-    items, cached = [], {}
+    views, cached = [], {}
     for i in job.layout.shard_range(job.shard):
         w, view = divmod(i, n_views)
         r = w - job.first_window
         if r not in cached:
             cached = {r: fasta.fetch(job.contigs[job.contig[r]], int(job.start[r]), int(job.start[r]) + job.layout.window)}
-        codes = cached[r]
-        if view >= mask["views"]:
-            codes = alphabet.reverse_complement(codes)
-        ids, spans = tok.tokenize(codes)
-        if len(ids) + 1 > teacher.max_tokens:
-            raise HadError(f"window {job.contigs[job.contig[r]]}:{job.start[r]} has {len(ids) + 1} teacher tokens, "
-                           f"more than {teacher.name} takes ({teacher.max_tokens}); lower genome.max_n_fraction")
-        token_masked, nt_mask = grouping_mask(ids, spans, len(codes), mask["ratio"], mask["seed"],
-                                              int(job.window_id[r]), view)
+        views.append((r, view, alphabet.reverse_complement(cached[r]) if view >= mask["views"] else cached[r]))
+    items = []
+    for (r, view, codes), (ids, spans) in zip(views, tok.tokenize_batch([codes for _, _, codes in views])):
+        if teacher.max_tokens is not None and len(ids) + tok.n_specials > teacher.max_tokens:
+            raise HadError(f"window {job.contigs[job.contig[r]]}:{job.start[r]} has {len(ids) + tok.n_specials} "
+                           f"teacher tokens, more than {teacher.name} takes ({teacher.max_tokens}); "
+                           "lower genome.max_n_fraction or genome.window")
+        token_masked, nt_mask = grouping_mask(tok.maskable(ids), spans, len(codes), mask["ratio"], mask["seed"],
+                                              int(job.window_id[r]), view, mask["span_tokens"])
         shown = np.where(token_masked, tok.mask_id, ids) if mask["teacher_input"] == "masked" else ids
         items.append({"nucleotides": codes, "nt_mask": nt_mask, "spans": spans, "token_masked": token_masked,
-                      "input_ids": np.concatenate([[tok.cls_id], shown])})
+                      "input_ids": tok.input_ids(shown)})
     return items
 
 
@@ -351,7 +355,8 @@ def batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
 
 
 def pad_batch(items: list[dict], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad input ids: -> input_ids, attention_mask, both int64 [B, T]."""
+    """Right-pad input ids: -> input_ids, attention_mask, both int64 [B, T]. Right even for a teacher whose
+    tokenizer pads left (HyenaDNA): its windows all have the same token count, so nothing is padded."""
     width = max(len(item["input_ids"]) for item in items)
     ids = torch.full((len(items), width), pad_id, dtype=torch.long)
     attn = torch.zeros((len(items), width), dtype=torch.long)
@@ -363,13 +368,14 @@ def pad_batch(items: list[dict], pad_id: int) -> tuple[torch.Tensor, torch.Tenso
 
 def compute_features(items: list[dict], teacher: Teacher, layer: int, max_tokens: int) -> None:
     """Run the teacher; sets item["features"] = float32 [n_vis, D], the visible tokens' rows in order."""
+    first = len(teacher.tokenizer.prefix_ids)  # row of the first sequence token
     for batch in batches([len(item["input_ids"]) for item in items], max_tokens):
         ids, attn = pad_batch([items[i] for i in batch], teacher.tokenizer.pad_id)
         # pick the visible rows on the device: the host then copies and converts only what is kept
-        # (no CLS, no padding, no masked tokens), about 85% of the padded batch's rows
+        # (no specials, no padding, no masked tokens), about 85% of the padded batch's rows
         visible = torch.zeros(ids.shape, dtype=torch.bool)
         for row, i in enumerate(batch):
-            visible[row, 1: 1 + len(items[i]["spans"])] = torch.from_numpy(~items[i]["token_masked"])
+            visible[row, first: first + len(items[i]["spans"])] = torch.from_numpy(~items[i]["token_masked"])
         feats = teacher.features(ids, attn, layer)
         rows = feats[visible.to(feats.device)].float().cpu().numpy()
         counts = visible.sum(1).tolist()
@@ -387,12 +393,18 @@ def compute_shard(job: ShardJob) -> dict:
     items = prepare_items(job, teacher)
     with _FORWARD:
         compute_features(items, teacher, job.teacher["layer"], job.teacher["max_tokens_per_batch"])
-    return _write(storage, job, items)
+    return _write(storage, job, items, _numerics(teacher, job))
 
 
-def _write(storage: Storage, job: ShardJob, items: list[dict]) -> dict:
+def _numerics(teacher: Teacher, job: ShardJob) -> dict:
+    """What decides a shard's feature bits beyond its identity (FORMAT.md, "Determinism"): the teacher's
+    numerics and the batch size in tokens (it sets the padded shapes the kernels see)."""
+    return teacher.numerics() | {"batch_tokens": job.teacher["max_tokens_per_batch"]}
+
+
+def _write(storage: Storage, job: ShardJob, items: list[dict], numerics: dict) -> dict:
     try:
-        return write_shard(storage, job.layout, job.shard, items)
+        return write_shard(storage, job.layout, job.shard, items, numerics)
     except OSError as e:
         raise HadError(f"writing shard {job.shard} to {job.url} failed: {e}; committed shards are kept, "
                        "re-run the same command to resume") from e
@@ -408,12 +420,12 @@ def _run_local(jobs: list[ShardJob]) -> None:
 
     teacher = _teacher(jobs[0].teacher)
     storage = Storage(jobs[0].url)
-    progress = _Progress(sum(len(j.layout.shard_range(j.shard)) for j in jobs))
+    progress = _Progress(sum(len(j.layout.shard_range(j.shard)) for j in jobs), teacher.tokenizer.n_specials)
     if teacher.device.type == "cpu":
         for job in jobs:
             items = prepare_items(job, teacher)
             compute_features(items, teacher, job.teacher["layer"], job.teacher["max_tokens_per_batch"])
-            progress.update(_write(storage, job, items))
+            progress.update(_write(storage, job, items, _numerics(teacher, job)))
         progress.close()
         return
     with ThreadPoolExecutor(1) as prep_pool, ThreadPoolExecutor(1) as write_pool:
@@ -426,22 +438,22 @@ def _run_local(jobs: list[ShardJob]) -> None:
             compute_features(items, teacher, job.teacher["layer"], job.teacher["max_tokens_per_batch"])
             if pending_write is not None:
                 progress.update(pending_write.result())
-            pending_write = write_pool.submit(_write, storage, job, items)
+            pending_write = write_pool.submit(_write, storage, job, items, _numerics(teacher, job))
         progress.update(pending_write.result())
     progress.close()
 
 
 class _Progress:
-    def __init__(self, total_items: int):
+    def __init__(self, total_items: int, specials: int):
         from tqdm.auto import tqdm
 
         # Into a log file (not a terminal) every update is a line: one a minute, not one a second.
         self.bar = tqdm(total=total_items, unit="window", desc="cache-teacher",
                         mininterval=1.0 if sys.stderr.isatty() else 60.0)
-        self.t0, self.tokens = time.perf_counter(), 0
+        self.t0, self.tokens, self.specials = time.perf_counter(), 0, specials
 
     def update(self, record: dict) -> None:
-        self.tokens += record["n_tokens"] + record["n_items"]  # + CLS
+        self.tokens += record["n_tokens"] + self.specials * record["n_items"]
         elapsed = max(time.perf_counter() - self.t0, 1e-9)
         self.bar.update(record["n_items"])
         # refresh=False: a redraw here would bypass mininterval (one line per shard in a log file)
@@ -485,7 +497,7 @@ def _run_dask(cfg: RunConfig, plan: Plan, jobs: list[ShardJob]) -> None:
     jobs = [_for_workers(j) for j in jobs]
     futures = client.map(compute_shard, jobs, key=[f"shard-{j.shard:06d}-{tag}" for j in jobs],
                          resources={"GPU": 1} if use_gpu else None, retries=1)
-    progress = _Progress(sum(len(j.layout.shard_range(j.shard)) for j in jobs))
+    progress = _Progress(sum(len(j.layout.shard_range(j.shard)) for j in jobs), plan.identity["tokenizer_specials"])
     try:
         pending = as_completed(futures)
         del futures  # hold each future only until it completes (lost results would be recomputed)
@@ -540,7 +552,8 @@ class _GPUCluster:
 def _resolved_teacher(cfg: RunConfig) -> dict:
     """TeacherConfig fields with device and dtype resolved (they decide the values, so they are recorded)."""
     t: TeacherConfig = cfg.teacher
-    device = t.device if t.device != "auto" else ("cuda" if _gpu_count() or cfg.cache.scheduler else "cpu")
+    local = resolve_device("auto", "teacher.device").type
+    device = t.device if t.device != "auto" else ("cuda" if cfg.cache.scheduler else local)  # a cluster's workers have GPUs
     dtype = t.dtype if t.dtype != "auto" else ("bf16" if device.startswith("cuda") else "fp32")
     return dataclasses.asdict(t) | {"device": device, "dtype": dtype}
 
@@ -551,20 +564,25 @@ def _driver_teacher(cfg: RunConfig) -> dict:
     return tcfg if _gpu_count() or tcfg["device"] == "cpu" else tcfg | {"device": "cpu"}
 
 
-def _count_tokens(cfg: RunConfig, windows: WindowTable, teacher: Teacher, n_views: int) -> tuple[int, int, bool]:
-    """(teacher tokens incl. CLS, visible tokens) over all items, from up to PLAN_SAMPLE windows."""
-    fasta = _fasta(cfg.genome.fasta)
+def _count_tokens(cfg: RunConfig, windows: WindowTable, teacher: Teacher, n_views: int) -> tuple[int, int, bool, int]:
+    """(teacher tokens incl. specials, visible tokens) over all items, from up to PLAN_SAMPLE windows;
+    whether that is exact, and the most tokens of one sampled window (specials included)."""
+    fasta, tok = _fasta(cfg.genome.fasta), teacher.tokenizer
     sample = np.unique(np.linspace(0, len(windows) - 1, min(PLAN_SAMPLE, len(windows))).astype(np.int64))
-    tokens = visible = 0
+    tokens = visible = longest = 0
     for r in sample:
         contig, start, end = windows.locus(int(r))
-        ids, spans = teacher.tokenizer.tokenize(fasta.fetch(contig, start, end))
-        # Token counts are the same for a window and its reverse complement (same N runs).
-        masked, _ = grouping_mask(ids, spans, end - start, cfg.mask.ratio, cfg.mask.seed, 0, 0)
-        tokens += len(ids) + 1
+        ids, spans = tok.tokenize(fasta.fetch(contig, start, end))
+        # Token counts are the same for a window and its reverse complement for the k-mer and char families
+        # (same N runs); BPE counts of the two strands differ a little, this counts the forward one.
+        masked, _ = grouping_mask(tok.maskable(ids), spans, end - start, cfg.mask.ratio, cfg.mask.seed, 0, 0,
+                                  cfg.mask.span_tokens)
+        tokens += len(ids) + tok.n_specials
+        longest = max(longest, len(ids) + tok.n_specials)
         visible += len(ids) - int(masked.sum())
     scale = len(windows) * n_views / len(sample)
-    return round(tokens * scale), round(visible * scale), len(sample) == len(windows)
+    exact = len(sample) == len(windows) and not (tok.family == "bpe" and cfg.mask.reverse_complement)
+    return round(tokens * scale), round(visible * scale), exact, longest
 
 
 def _throughput_estimate(cfg: RunConfig, plan: Plan) -> dict:

@@ -1,14 +1,14 @@
 """`had experiment`: does the distillation work? A controlled reproduction, end to end.
 
     had experiment --preset cpu --data synthetic --seed 0 --out runs/science-syn0     # 2 CPU cores
-    had experiment --preset cpu --data real --out runs/science-real                    # chr20 1 Mb + GUE
+    had experiment --preset cpu --data real --data-root ../shared/data/real --out runs/science-real  # chr20 + GUE
     had experiment --preset gpu --data synthetic --seed 1 --out runs/science-gpu       # one GPU
 
 1. genome: a synthetic one from the generator seed (`had.data.synthetic`: half of it repeat copies,
-   with its classification tasks in the NT layout), or the real 1 Mb chr20 fragment of
-   ../shared/data/real/ (GUE tasks);
+   with its classification tasks in the NT layout), or a real one from `--data-root`
+   (genome/<one FASTA> + GUE tasks; the tail of its contig held out for the gate);
 2. teacher: a small NT-style 6-mer ESM pretrained on that genome (`had.teacher_pretrain`), the last
-   contig held out whole; cached in --out per (genome, teacher settings) and reused;
+   contig of a synthetic genome held out whole; cached in --out per (genome, teacher settings) and reused;
 3. `cache-teacher`, then students trained with the same budget (steps, batch, windows, size), each
    variant once per pretraining seed (`train.seed` = 0 .. pretrain_seeds - 1: initialisation and data
    order, shared by the variants, so that they pair by seed): HAD (distillation + reconstruction),
@@ -50,9 +50,7 @@ from had.errors import HadError
 from had.evaluation.paired import paired_difference, task_means
 from had.teacher_pretrain import TeacherPretrainConfig
 
-REAL_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real"
-REAL_GENOME = REAL_DATA / "genome" / "chr20_1mb_grch37.fa"
-REAL_TASKS = REAL_DATA / "GUE"
+FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fa.gz", ".fasta.gz", ".fna.gz")
 
 # Student switches of every variant (None: not pretrained, saved at its random initialisation).
 VARIANTS: dict[str, dict | None] = {
@@ -254,17 +252,22 @@ def build(preset: str, data: str, overrides: dict | None = None, experiment_over
     return exp, load_config(f"science-{exp.preset}", sets=overrides)  # `sets`: `--set key=null` unsets too
 
 
-def run(exp: Experiment, cfg: RunConfig, out: str | Path, seed: int = 0) -> Verdict:
-    """The whole experiment into `out`; returns (and writes into summary.md) the verdict."""
+def run(exp: Experiment, cfg: RunConfig, out: str | Path, seed: int = 0, data_root: str | Path | None = None
+        ) -> Verdict:
+    """The whole experiment into `out`; returns (and writes into summary.md) the verdict.
+
+    data_root: with exp.data == "real", a folder holding genome/<one FASTA> and GUE/ (required then).
+    """
     from had.pipeline import cache_teacher
     from had.teacher_pretrain import pretrain_teacher
 
     out = Path(out)
     start, timings = time.perf_counter(), {}
+    real = real_data(data_root) if exp.data == "real" else None  # checked before anything is written
     _check_settings(out, exp, cfg, seed)
     cfg = copy.deepcopy(cfg)
     with _part("genome and tasks", timings):
-        cfg.genome.fasta, cfg.eval.data_root, cfg.eval.benchmark, cfg.eval.tasks = _data(exp, out / "data", seed)
+        cfg.genome.fasta, cfg.eval.data_root, cfg.eval.benchmark, cfg.eval.tasks = _data(exp, out / "data", seed, real)
         if exp.data == "real":
             cfg.eval.max_train_samples = exp.real_max_train
         elif exp.cache_contigs is not None and not cfg.genome.contigs:
@@ -375,19 +378,32 @@ def _teacher_line(report) -> str:
             f"{repeats}.")
 
 
-def _data(exp: Experiment, root: Path, seed: int) -> tuple[str, str, str, list[str]]:
-    """(genome FASTA, task root, benchmark, task names) for the experiment's data."""
-    if exp.data == "real":
-        for path in (REAL_GENOME, REAL_TASKS):
-            if not path.exists():
-                raise HadError(f"--data real needs {path.resolve()} (the shared real-DNA folder)")
-        return str(REAL_GENOME), str(REAL_TASKS), "gue", list(exp.real_tasks)
+def _data(exp: Experiment, root: Path, seed: int, real: tuple[str, str] | None) -> tuple[str, str, str, list[str]]:
+    """(genome FASTA, task root, benchmark, task names) for the experiment's data (real: `real_data`'s pair)."""
+    if real is not None:
+        return (*real, "gue", list(exp.real_tasks))
     genome = root / "genome.fa"
     synthetic.write_genome(genome, seed=seed, n_contigs=exp.n_contigs, contig_length=exp.contig_length,
                            repeat_fraction=exp.repeat_fraction)
     synthetic.write_tasks(root / "tasks", "nt", seed=seed, n_train=exp.task_train, n_test=exp.task_test,
                           length=exp.task_length, tasks=exp.tasks)
     return str(genome), str(root / "tasks"), "nt", list(exp.tasks)
+
+
+def real_data(data_root: str | Path | None) -> tuple[str, str]:
+    """(genome FASTA, GUE task root) of a --data-root folder: genome/<exactly one FASTA> and GUE/."""
+    if data_root is None:
+        raise HadError("--data real needs --data-root: a folder with genome/<one FASTA> and GUE/ "
+                       "(e.g. ../shared/data/real in a checkout)")
+    genome_dir, tasks = Path(data_root) / "genome", Path(data_root) / "GUE"
+    fastas = sorted(p for p in genome_dir.glob("*") if p.name.endswith(FASTA_SUFFIXES)) if genome_dir.is_dir() else []
+    if len(fastas) != 1:
+        found = "none" if not fastas else ", ".join(p.name for p in fastas)
+        raise HadError(f"--data-root {data_root}: expected exactly one FASTA in {genome_dir} "
+                       f"({', '.join(FASTA_SUFFIXES)}), found {found}")
+    if not tasks.is_dir():
+        raise HadError(f"--data-root {data_root}: no GUE/ folder of tasks in it")
+    return str(fastas[0]), str(tasks)
 
 
 def _student(cfg: RunConfig, name: str, seed: int, out: Path) -> Path:

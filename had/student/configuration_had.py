@@ -13,10 +13,10 @@ import inspect
 from transformers import PretrainedConfig
 
 from had.errors import HadError
+from had.kernels.gated_delta.ops import IMPLS as GDN_IMPLS
 
 DISTILL_MODES = ("span_mean", "broadcast")
 POSITION_MODES = ("rotary", "learned")
-GDN_IMPLS = ("auto", "triton", "torch", "naive")
 
 
 class HadConfig(PretrainedConfig):
@@ -38,7 +38,7 @@ class HadConfig(PretrainedConfig):
         max_position (1024): size of the learned position table (`position: learned`).
         rope_theta (10000.0): rotary base.
         rms_norm_eps (1e-6).
-        gdn_impl (auto): kernel path for `had.kernels` (auto | triton | torch | naive).
+        gdn_impl (auto): kernel path for `had.kernels` (auto | triton | triton_v2 | torch | naive).
         initializer_range (0.02): std of the normal init of linear and embedding weights.
     Pretraining heads
         teacher_dim (1024): width of the cached teacher features (NTv2-500M: 1024).

@@ -16,7 +16,7 @@ import zarr
 
 from had.cache_store import CacheReader, Layout, Storage, verify, write_shard
 from had.cache_store import manifest as manifest_io
-from had.cache_store.layout import create_arrays
+from had.cache_store.writer import create_store
 from had.errors import HadError
 
 
@@ -40,10 +40,11 @@ def _items(rng, n_items, length, dim, outliers=False):
 
 def _write_cache(url, items, layout):
     storage = Storage(url)
-    create_arrays(zarr.create_group(storage.zarr_store, zarr_format=3, overwrite=True), layout)
+    identity = {"n_items": layout.n_items}
+    create_store(storage, layout, identity, overwrite=True)
     records = [write_shard(storage, layout, s, [items[i] for i in layout.shard_range(s)])
                for s in range(layout.n_shards)]
-    manifest_io.write(storage, manifest_io.build({"n_items": layout.n_items}, layout, records))
+    manifest_io.write(storage, manifest_io.build(identity, layout, records))
     return storage
 
 
@@ -112,7 +113,7 @@ def test_reader_refuses_missing_manifest_and_uncommitted_shards(tmp_path):
     storage = _write_cache(path, _items(rng, 6, 24, 4), layout)
     manifest = storage.get("manifest.json")
     storage.delete("manifest.json")
-    with pytest.raises(HadError, match="manifest.json not found"):
+    with pytest.raises(HadError, match="incomplete cache: 2 of 2 shards committed"):
         CacheReader(path)
     storage.put("manifest.json", b"{not json")
     with pytest.raises(HadError, match="unreadable manifest"):
@@ -204,10 +205,18 @@ def test_corrupt_chunks_and_index_raise_naming_cache_array_and_shard(tmp_path):
 
 
 def _as_format_1(root, layout):
-    """Rewrite a cache as format 1 wrote it: chunks without their trailing crc32c, manifest version 1."""
+    """Rewrite a cache as format 1 wrote it: chunks without their trailing crc32c (nor that codec in the
+    arrays' zarr.json), version 1 in the manifest and the root identity."""
     storage = Storage(str(root))
     manifest = json.loads(storage.get("manifest.json"))
+    group = json.loads(storage.get("zarr.json"))
+    group["attributes"]["had"]["format_version"] = 1
+    storage.put("zarr.json", json.dumps(group).encode())
     for spec in layout.arrays().values():
+        meta = json.loads(storage.get(f"{spec.name}/zarr.json"))
+        inner = meta["codecs"][0]["configuration"]
+        inner["codecs"] = [c for c in inner["codecs"] if c["name"] != "crc32c"]
+        storage.put(f"{spec.name}/zarr.json", json.dumps(meta).encode())
         for shard in range(layout.n_shards):
             data = storage.get(spec.shard_key(shard))
             n = int(np.prod(spec.chunks_per_shard))
@@ -242,3 +251,35 @@ def test_format_1_caches_still_read(tmp_path):
     assert old.manifest["format_version"] == 1 and verify(str(root))["ok"]
     for i in range(6):
         assert all(np.array_equal(old[i][k], expected[i][k]) for k in expected[i])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "shape", "codec", "missing", "root identity"])
+def test_damaged_metadata_documents_are_errors_naming_the_file(tmp_path, damage):
+    """A zarr.json other tools cannot use is as much damage as a flipped chunk byte: cache-info (verify)
+    and every reader refuse it in one line naming the file, where zarr-python (the independent reader
+    FORMAT.md promises) fails or would read other bytes."""
+    rng = np.random.default_rng(7)
+    layout = Layout(n_items=6, window=24, teacher_dim=4, shard_items=3)
+    root = tmp_path / "c"
+    _write_cache(str(root), _items(rng, 6, 24, 4), layout)
+    target = root / ("zarr.json" if damage == "root identity" else "features/zarr.json")
+    meta = json.loads(target.read_text())
+    if damage == "truncated":
+        target.write_bytes(target.read_bytes()[:100])
+        with pytest.raises(Exception):
+            zarr.open_group(str(root), mode="r")["features"]
+    elif damage == "missing":
+        target.unlink()
+    elif damage == "shape":
+        meta["shape"][0] = 5
+        target.write_text(json.dumps(meta))
+    elif damage == "codec":
+        meta["codecs"][0]["configuration"]["codecs"].pop()  # drop crc32c: zarr would misread every chunk
+        target.write_text(json.dumps(meta))
+    else:
+        meta["attributes"]["had"]["n_items"] = 7
+        target.write_text(json.dumps(meta))
+    name = "zarr.json" if damage == "root identity" else "features/zarr.json"
+    for check in (lambda: verify(str(root)), lambda: CacheReader(str(root))):
+        with pytest.raises(HadError, match=rf"^{root}/{name}: .*damaged"):
+            check()

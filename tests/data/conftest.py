@@ -22,3 +22,9 @@ def ntv2_dir() -> Path:
 def chr20() -> Path:
     """1 Mb of real human chr20 (GRCh37), header '>z', with its .fai."""
     return _require(SHARED / "data" / "real" / "genome" / "chr20_1mb_grch37.fa")
+
+
+@pytest.fixture
+def dnabert2_dir() -> Path:
+    """The real DNABERT-2 tokenizer files (tokenizer.json, tokenizer_config.json)."""
+    return _require(SHARED / "reference" / "dnabert2")

@@ -25,7 +25,7 @@ windows = st.builds(window, st.integers(0, 2**31), st.integers(0, 400), st.sampl
        view_id=st.integers(0, 7))
 def test_mask_groups_whole_kmers_at_the_requested_ratio(codes, ratio, seed, window_id, view_id):
     ids, spans = TOK.tokenize(codes)
-    token_masked, nt_mask = grouping_mask(ids, spans, codes.size, ratio, seed, window_id, view_id)
+    token_masked, nt_mask = grouping_mask(TOK.maskable(ids), spans, codes.size, ratio, seed, window_id, view_id)
     assert token_masked.shape == ids.shape and nt_mask.shape == codes.shape
 
     kmer = TOK.is_kmer(ids)
@@ -47,10 +47,10 @@ def test_mask_is_a_function_of_seed_window_and_view_only():
     codes = window(0, 1024, 0.01)
     ids, spans = TOK.tokenize(codes)
     keys = [(s, w, v) for s in (0, 1) for w in (0, 1, 12345) for v in (0, 1, 2)]
-    first = {k: grouping_mask(ids, spans, codes.size, 0.15, *k) for k in keys}
+    first = {k: grouping_mask(TOK.maskable(ids), spans, codes.size, 0.15, *k) for k in keys}
     for k in reversed(keys):  # another call order, interleaved with other draws
-        grouping_mask(ids, spans, codes.size, 0.5, 99, 7, 3)
-        again = grouping_mask(ids, spans, codes.size, 0.15, *k)
+        grouping_mask(TOK.maskable(ids), spans, codes.size, 0.5, 99, 7, 3)
+        again = grouping_mask(TOK.maskable(ids), spans, codes.size, 0.15, *k)
         assert all(np.array_equal(a, b) for a, b in zip(first[k], again))
     distinct = {first[k][0].tobytes() for k in keys}
     assert len(distinct) == len(keys)
@@ -59,7 +59,7 @@ def test_mask_is_a_function_of_seed_window_and_view_only():
 def test_mask_draw_follows_the_contract_rng():
     codes = window(1, 512, 0.02)
     ids, spans = TOK.tokenize(codes)
-    token_masked, _ = grouping_mask(ids, spans, codes.size, 0.15, 3, 41, 2)
+    token_masked, _ = grouping_mask(TOK.maskable(ids), spans, codes.size, 0.15, 3, 41, 2)
     kmers = np.flatnonzero(TOK.is_kmer(ids))
     rng = np.random.default_rng([3, 41, 2])
     expected = kmers[rng.choice(kmers.size, size=round(0.15 * kmers.size), replace=False)]
@@ -69,5 +69,5 @@ def test_mask_draw_follows_the_contract_rng():
 def test_all_n_window_masks_nothing():
     codes = np.full(64, alphabet.N, dtype=np.uint8)
     ids, spans = TOK.tokenize(codes)
-    token_masked, nt_mask = grouping_mask(ids, spans, codes.size, 0.15, 0, 0, 0)
+    token_masked, nt_mask = grouping_mask(TOK.maskable(ids), spans, codes.size, 0.15, 0, 0, 0)
     assert not token_masked.any() and not nt_mask.any()

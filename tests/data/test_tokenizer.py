@@ -1,4 +1,5 @@
 """NTv2Tokenizer against transformers' EsmTokenizer built from the real NTv2 files."""
+import hashlib
 import random
 
 import numpy as np
@@ -6,6 +7,7 @@ import pytest
 from transformers import EsmTokenizer
 
 from had.data import alphabet
+from had.data.masking import grouping_mask
 from had.data.tokenizer import DEFAULT_DIR, NTv2Tokenizer
 
 
@@ -109,3 +111,26 @@ def test_shipped_files_are_the_real_ntv2_files(ntv2_dir):
 def test_rejects_non_nucleotide_codes(tok):
     with pytest.raises(ValueError, match="MASK/PAD"):
         tok.tokenize(np.array([0, alphabet.MASK], dtype=np.uint8))
+
+
+def test_ids_spans_masks_and_inputs_bitwise_identical_to_before_the_tokenizer_families(tok, chr20):
+    """sha256 of the k-mer path's outputs over 3000 chr20 windows (every length 1..1099, N runs), two
+    views each, recorded with had at 5dbdfc8, before the teacher-agnostic tokenizers: the NT fast path
+    and the grouping mask must not change by a bit."""
+    text = chr20.read_text().split("\n", 1)[1].replace("\n", "")
+    rng = np.random.default_rng(0)
+    h = hashlib.sha256()
+    for i in range(3000):
+        length = int(rng.integers(1, 1100))
+        start = int(rng.integers(0, len(text) - length))
+        codes = alphabet.encode(text[start:start + length]).copy()
+        for _ in range(int(rng.integers(0, 4))):
+            s = int(rng.integers(0, length))
+            codes[s:s + int(rng.integers(1, 20))] = alphabet.N
+        ids, spans = tok.tokenize(codes)
+        for view in (0, 1):
+            masked, nt = grouping_mask(tok.maskable(ids), spans, codes.size, 0.15, 7, i, view)
+            shown = tok.input_ids(np.where(masked, tok.mask_id, ids))
+            for a in (ids, spans, masked, nt, shown):
+                h.update(np.ascontiguousarray(a).tobytes())
+    assert h.hexdigest() == "ee3f599405553e60451039ba0b3092ff020d5c2070c8689389b24348d617b96a"

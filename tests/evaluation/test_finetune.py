@@ -103,6 +103,10 @@ def test_fingerprint_is_the_model_files_and_follows_a_retrain(tmp_path, tiny_esm
 
     build_tiny_teacher(tmp_path / "esm", hidden_size=16, num_layers=1, num_heads=2, seed=1)
     assert load_backbone(str(tmp_path / "esm")).fingerprint != load_backbone(str(tiny_esm)).fingerprint
+    # ... and other tokenizer files another one (they decide the input ids)
+    shutil.copytree(tiny_esm, tmp_path / "esm2")
+    (tmp_path / "esm2" / "special_tokens_map.json").write_text('{"cls_token": "<cls>", "pad_token": "<pad>"}')
+    assert load_backbone(str(tmp_path / "esm2")).fingerprint != load_backbone(str(tiny_esm)).fingerprint
 
 
 def test_mean_pooling_ignores_padding(tiny_esm):

@@ -2,6 +2,7 @@
 import csv
 import filecmp
 import itertools
+from pathlib import Path
 
 import pytest
 
@@ -93,9 +94,36 @@ def test_no_published_rows_beside_tasks_that_were_never_published():
 
 
 def test_shipped_published_csv_is_the_reference_copy():
-    from pathlib import Path
-
     reference = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "published_baselines.csv"
     if not reference.is_file():
         pytest.skip(f"{reference} absent (the shared reference data is not mounted)")
     assert filecmp.cmp(report.PUBLISHED_CSV, reference, shallow=False)
+
+
+def test_shipped_extra_published_csv_is_the_reference_copy():
+    reference = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "published_baselines_extra.csv"
+    if not reference.exists():
+        pytest.skip(f"{reference} absent (the shared reference data is not mounted)")
+    assert filecmp.cmp(report.PUBLISHED_EXTRA_CSV, reference, shallow=False)
+
+
+def test_gue_and_janusdna_published_rows_beside_ours_with_their_protocols():
+    """DNABERT-2's GUE table and JanusDNA's NT numbers (published_baselines_extra.csv), each column's
+    source named under its table."""
+    rows = [{**_row("runs/a", task, 1e-3, s, 0.5, 0.4 + 0.1 * s), "benchmark": "gue", "nt_version": None}
+            for task in ("prom/prom_core_tata", "tf/0") for s in (0, 1)]
+    rows += [_row("runs/a", task, 1e-3, s, 0.5, 0.6) for task in ("H3", "enhancers") for s in (0, 1)]
+    text = report.markdown(report.summarize(rows))
+    with open(report.PUBLISHED_EXTRA_CSV, newline="") as f:
+        extra = {(r["benchmark"], r["model"], r["task"]): r for r in csv.DictReader(f)}
+    gue = text.split("## gue")[1].split("## ")[0]
+    tata = next(line for line in gue.splitlines() if line.startswith("| prom/prom_core_tata "))
+    assert f"{float(extra[('gue', 'DNABERT-2', 'prom/prom_core_tata')]['mean']):.3f}" in tata
+    assert "DNABERT (6-mer)" in gue and "NT-500M-human" in gue and "DNABERT-2 (Zhou et al. 2024) Table 4" in gue
+    nt = text.split("## nt_original")[1]
+    h3 = next(line for line in nt.splitlines() if line.startswith("| H3 "))
+    assert f"{float(extra[('nt_original', 'JanusDNA_mlp +midattn', 'H3')]['mean']):.3f}" in h3
+    assert "JanusDNA README (Qihao-Duan/JanusDNA@abef66f7), mean over 10 split seeds" in nt
+    assert "Caduceus (Schiff et al. 2024) Table 2" in nt and ", std 0." not in nt
+    janus = [float(r["mean"]) for k, r in extra.items() if k[1] == "JanusDNA_mlp +midattn"]
+    assert len(janus) == 18 and round(sum(janus) / 18, 3) == 0.773  # the issue's figure, from the copy

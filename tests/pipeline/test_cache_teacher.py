@@ -3,6 +3,7 @@
 References are independent of the pipeline: the FASTA re-read by hand, HF's own
 EsmModel forward on one window at a time, zarr-python, and an uninterrupted run.
 """
+import hashlib
 import json
 import os
 import signal
@@ -100,7 +101,7 @@ def test_items_equal_fasta_tokenizer_masks_and_a_direct_teacher_forward(genome, 
         assert np.array_equal(item["nucleotides"], codes)
         ids, spans = tok.tokenize(codes)
         assert np.array_equal(item["spans"], spans)
-        masked, _ = grouping_mask(ids, spans, WINDOW, 0.15, 0, w, view)
+        masked, _ = grouping_mask(tok.maskable(ids), spans, WINDOW, 0.15, 0, w, view)
         assert np.array_equal(item["token_masked"], masked)
         expected_nt = np.zeros(WINDOW, bool)
         for (s, n) in spans[masked]:
@@ -113,6 +114,19 @@ def test_items_equal_fasta_tokenizer_masks_and_a_direct_teacher_forward(genome, 
         visible = direct[~masked]
         assert item["features"].shape == visible.shape
         np.testing.assert_allclose(item["features"], visible, atol=2e-3, rtol=2e-3)  # fp16 storage
+
+
+def test_ntv2_cache_bitwise_identical_to_before_the_tokenizer_families(reference):
+    """sha256 of every item's nucleotides, nt_mask, spans, token_masked (and feature row count) of the
+    reference cache, recorded with had at 5dbdfc8, before the teacher-agnostic tokenizers."""
+    reader, h = CacheReader(str(reference)), hashlib.sha256()
+    for i in range(len(reader)):
+        item = reader[i]
+        for key in ("nucleotides", "nt_mask", "spans", "token_masked"):
+            h.update(np.ascontiguousarray(item[key]).tobytes())
+        h.update(str(item["features"].shape).encode())
+    assert h.hexdigest() == "229c2bcf900d9c02828aab4110df9f3213cfea3e089e663fc1ea304bd0bc0247"
+    assert reader.manifest["tokenizer_family"] == "kmer" and reader.manifest["tokenizer_specials"] == 1
 
 
 def test_rerun_is_a_no_op_and_other_configs_are_refused(genome, teacher_dir, reference, tmp_path, capsys):
@@ -270,7 +284,7 @@ def test_dry_run_plans_without_writing(genome, teacher_dir, reference, tmp_path,
     assert plan["teacher_tokens"] == manifest["totals"]["n_tokens"] + manifest["n_items"]  # + CLS
     assert plan["visible_tokens"] == manifest["totals"]["n_visible"]
     cache_teacher.info(str(reference), verify=False)  # counts tokens the way the dry run does
-    assert f"tokens: {plan['teacher_tokens']} teacher (CLS included), {plan['visible_tokens']} visible" \
+    assert f"tokens: {plan['teacher_tokens']} teacher (specials included), {plan['visible_tokens']} visible" \
         in capsys.readouterr().out
     assert plan["raw_feature_bytes"]["fp16"] == plan["visible_tokens"] * 32 * 2
     assert plan["measured_tokens_per_s"] > 0 and plan["estimated_device_hours"] >= 0
@@ -317,9 +331,12 @@ def test_sigkill_at_random_points_then_resume_gives_the_same_cache(genome, teach
     args = json.dumps({f"{s}.{k}": v for s, sec in cfg.to_dict().items() if s != "student"
                        for k, v in sec.items()})
     rng = np.random.default_rng(0)
+    # The killed runs come from another shell than the reference (which runs under this process's one
+    # thread): cache-teacher pins the teacher's threads itself (teacher.cpu_threads), so bits still match.
+    env = os.environ | {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
     for attempt in range(3):
         proc = subprocess.Popen([sys.executable, "-c", RUNNER, args], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+                                stderr=subprocess.DEVNULL, env=env)
         done_before = len(os.listdir(out / "_commit")) if (out / "_commit").exists() else 0
         # a kill point at or after what earlier attempts committed, and before the last two shards
         target = int(rng.integers(done_before, max(done_before, n_shards - 2) + 1)) if attempt else 0
@@ -334,6 +351,48 @@ def test_sigkill_at_random_points_then_resume_gives_the_same_cache(genome, teach
         assert not (out / "manifest.json").exists(), f"manifest before completion (kill {attempt})"
     cache_teacher.run(cfg)
     assert _files(out) == _files(reference)
+
+
+def test_a_resume_under_other_numerics_is_stated_and_agrees_within_tolerance(genome, teacher_dir, reference,
+                                                                           tmp_path, monkeypatch, capsys):
+    """Contract (FORMAT.md, "Determinism"): shards computed under other numerics (here: CPU threads) are
+    recorded as such, the summary and cache-info say the cache is mixed, and features agree with an
+    uninterrupted run within the documented tolerance."""
+    out = tmp_path / "cache"
+    written, write = [], cache_teacher._write
+
+    def interrupted(*args):
+        if len(written) == 2:
+            raise KeyboardInterrupt
+        written.append(args[1].shard)
+        return write(*args)
+
+    monkeypatch.setattr(cache_teacher, "_write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cache_teacher.run(make_cfg(genome, teacher_dir, out))
+    monkeypatch.setattr(cache_teacher, "_write", write)
+    capsys.readouterr()
+    cache_teacher.run(make_cfg(genome, teacher_dir, out, **{"teacher.cpu_threads": 2}))
+    manifest = CacheReader(str(out)).manifest
+    threads = [(g["numerics"]["cpu_threads"], g["n_shards"]) for g in manifest["numerics"]]
+    n_shards = len(manifest["shards"])
+    assert threads == [(1, 2), (2, n_shards - 2)]
+    assert "numerics: mixed" in capsys.readouterr().out
+    cache_teacher.info(str(out))
+    assert "numerics: mixed" in capsys.readouterr().out
+    got, ref = CacheReader(str(out)), CacheReader(str(reference))
+    for i in range(len(ref)):
+        a, b = got[i], ref[i]
+        for key in ("nucleotides", "nt_mask", "spans", "token_masked"):
+            assert np.array_equal(a[key], b[key])
+        np.testing.assert_allclose(a["features"], b["features"], rtol=2**-9, atol=1e-4)  # FORMAT.md's bound
+    assert "all 5 shards" in _info_numerics(reference, capsys)
+
+
+def _info_numerics(path, capsys) -> str:
+    capsys.readouterr()
+    cache_teacher.info(str(path))
+    return next(line for line in capsys.readouterr().out.splitlines() if "numerics:" in line)
 
 
 @pytest.mark.slow
@@ -360,17 +419,12 @@ def test_two_worker_cluster_with_a_killed_worker_equals_one_worker(genome, teach
 
     killer = threading.Thread(target=kill_one_worker, daemon=True)
     killer.start()
-    cache_teacher.run(make_cfg(genome, teacher_dir, out, **{"cache.workers": 2, "cache.shard_windows": 2}))
+    cache_teacher.run(make_cfg(genome, teacher_dir, out, **{"cache.workers": 2}))
     killer.join()
     assert killed, "no worker was killed"
-    got, ref = CacheReader(str(out)), CacheReader(str(reference))
-    assert len(got) == len(ref)
-    for i in range(len(ref)):
-        a, b = got[i], ref[i]
-        for key in ("nucleotides", "nt_mask", "spans", "token_masked"):
-            assert np.array_equal(a[key], b[key])
-        # Workers run torch single-threaded: features agree to fp16 rounding, not bit for bit.
-        np.testing.assert_allclose(a["features"], b["features"], atol=2e-3, rtol=2e-3)
+    # Same settings and numerics (teacher.cpu_threads pins the workers' threads as the driver's), so the
+    # same bits however the shards were spread over workers and retried (FORMAT.md, "Determinism").
+    assert _files(out) == _files(reference)
 
 
 @pytest.mark.slow

@@ -18,8 +18,8 @@ class FakeCache:
     """len() window-views of `window` nt whose teacher features have `teacher_dim` dims."""
 
     def __init__(self, n_items: int = 32, window: int = 64, teacher_dim: int = 24, seed: int = 0,
-                 n_fraction: float = 0.02):
-        self.tok = NTv2Tokenizer.default()
+                 n_fraction: float = 0.02, tok=None):
+        self.tok = tok or NTv2Tokenizer.default()  # or any TeacherTokenizer (variable-length spans)
         rng = np.random.default_rng(seed)
         self.table = rng.standard_normal((self.tok.vocab_size, teacher_dim)).astype(np.float32)
         self.seqs = rng.integers(0, 4, size=(n_items, window)).astype(np.uint8)
@@ -34,25 +34,22 @@ class FakeCache:
     def __getitem__(self, i: int) -> dict:
         nuc = self.seqs[i]
         ids, spans = self.tok.tokenize(nuc)
-        token_masked, nt_mask = grouping_mask(ids, spans, len(nuc), 0.15, self.seed, i, 0)
+        token_masked, nt_mask = grouping_mask(self.tok.maskable(ids), spans, len(nuc), 0.15, self.seed, i, 0)
         return {"nucleotides": nuc, "nt_mask": nt_mask, "spans": spans, "token_masked": token_masked,
                 "features": self.table[ids[~token_masked]]}
 
 
 def write_cache(path, cache: FakeCache, shard_items: int = 8, feature_dtype: str = "fp16") -> str:
     """Write `cache`'s items as a real on-disk cache with had.cache_store (the writer's own calls)."""
-    import zarr
-
     from had.cache_store import Layout, Storage, write_shard
     from had.cache_store import manifest as manifest_io
-    from had.cache_store.layout import create_arrays
+    from had.cache_store.writer import create_store
 
     layout = Layout(n_items=len(cache), window=cache.manifest["window"], teacher_dim=cache.manifest["teacher_dim"],
                     feature_dtype=feature_dtype, shard_items=shard_items)
     identity = {**cache.manifest, "feature_dtype": feature_dtype, "layout": layout.to_dict()}
     storage = Storage(str(path))
-    group = zarr.create_group(storage.zarr_store, zarr_format=3, attributes={"had": identity})
-    create_arrays(group, layout)
+    create_store(storage, layout, identity)
     records = [write_shard(storage, layout, s, [cache[i] for i in layout.shard_range(s)])
                for s in range(layout.n_shards)]
     manifest_io.write(storage, manifest_io.build(identity, layout, records))

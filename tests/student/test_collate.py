@@ -1,15 +1,32 @@
 """collate_cache_items and span_mean against per-nucleotide loops over the raw cache items."""
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 from fake_cache import FakeCache
 
 from had.data.alphabet import MASK, PAD
+from had.data.tokenizer_load import load_tokenizer
 from had.student import collate_cache_items
 from had.student.modeling_had import span_mean
 
 
-def _ragged_items():
-    cache = FakeCache(n_items=3, window=50, n_fraction=0.1, seed=3)
+DNABERT2 = Path(__file__).resolve().parents[2] / ".." / "shared" / "reference" / "dnabert2"
+
+
+@pytest.fixture(params=["kmer", "bpe"])
+def tok(request):
+    """NTv2 6-mers (spans of 6 and 1), or DNABERT-2's BPE (spans of 1 to 32)."""
+    if request.param == "kmer":
+        return None
+    if not DNABERT2.is_dir():
+        pytest.skip(f"{DNABERT2} absent (the shared reference data is not mounted)")
+    return load_tokenizer(DNABERT2)
+
+
+def _ragged_items(tok=None):
+    cache = FakeCache(n_items=3, window=50, n_fraction=0.1, seed=3, tok=tok)
     items = [cache[i] for i in range(3)]
     short = cache[1]  # a shorter window: the batch must pad it
     keep = short["spans"][:, 0] + short["spans"][:, 1] <= 31
@@ -19,8 +36,8 @@ def _ragged_items():
     return items
 
 
-def test_collate_matches_item_by_item_reading():
-    items = _ragged_items()
+def test_collate_matches_item_by_item_reading(tok):
+    items = _ragged_items(tok)
     batch = collate_cache_items(items)
     for b, it in enumerate(items):
         L = len(it["nucleotides"])
@@ -47,8 +64,8 @@ def test_collate_matches_item_by_item_reading():
         np.testing.assert_array_equal(labels[labels != -100].numpy(), it["nucleotides"][positions])
 
 
-def test_span_mean_matches_loop():
-    batch = collate_cache_items(_ragged_items())
+def test_span_mean_matches_loop(tok):
+    batch = collate_cache_items(_ragged_items(tok))
     h = torch.randn(*batch["nt_token"].shape, 5, dtype=torch.float64)
     n = batch["targets"].shape[1]
     got = span_mean(h, batch["nt_token"], n)

@@ -2,6 +2,7 @@
 
     impl="auto"   -> Triton on CUDA tensors, chunked PyTorch elsewhere (warns once)
     impl="triton" -> had.kernels.gated_delta.chunk (CUDA, or CPU under TRITON_INTERPRET=1)
+    impl="triton_v2" -> had.kernels.gated_delta.chunk_v2 (same; opt-in until a GPU run has verified it)
     impl="torch"  -> had.kernels.gated_delta.chunk_torch
     impl="naive"  -> had.kernels.gated_delta.naive (the token-by-token oracle)
 """
@@ -17,7 +18,7 @@ from had.errors import HadError
 from had.kernels.gated_delta.chunk_torch import chunk_gated_delta_rule_torch
 from had.kernels.gated_delta.naive import naive_gated_delta_rule
 
-IMPLS = ("auto", "triton", "torch", "naive")
+IMPLS = ("auto", "triton", "triton_v2", "torch", "naive")
 _warned_fallback = False
 
 
@@ -54,8 +55,8 @@ def _resolve(impl: str, x: torch.Tensor, where: str) -> str:
     global _warned_fallback
     if impl not in IMPLS:
         raise HadError(f"{where}: impl={impl!r} is not one of {', '.join(IMPLS)}")
-    if impl == "triton" and not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-        raise HadError(f"{where}: impl='triton' needs CUDA tensors (or TRITON_INTERPRET=1); use impl='torch' on CPU")
+    if impl.startswith("triton") and not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        raise HadError(f"{where}: impl={impl!r} needs CUDA tensors (or TRITON_INTERPRET=1); use impl='torch' on CPU")
     if impl != "auto":
         return impl
     if x.is_cuda:
@@ -101,7 +102,7 @@ def gated_delta_rule(
         lengths: int [B] real tokens per row (right padding, 0 <= lengths <= T); padded positions
             output 0 and never touch the state.
         use_qk_l2norm: L2-normalise q and k inside the op (differentiable).
-        impl: "auto" | "triton" | "torch" | "naive".
+        impl: "auto" | "triton" | "triton_v2" | "torch" | "naive".
     Returns:
         o: [B, T, H, V] in q's dtype; final state [B, H, K, V] (fp32) if output_final_state else None.
 
@@ -119,6 +120,10 @@ def gated_delta_rule(
         from had.kernels.gated_delta.chunk import chunk_gated_delta_rule
 
         o, final = chunk_gated_delta_rule(*x, scale, initial_state, lengths, use_qk_l2norm)
+    elif impl == "triton_v2":
+        from had.kernels.gated_delta.chunk_v2 import chunk_gated_delta_rule_v2
+
+        o, final = chunk_gated_delta_rule_v2(*x, scale, initial_state, lengths, use_qk_l2norm)
     else:
         fn = naive_gated_delta_rule if impl == "naive" else chunk_gated_delta_rule_torch
         o, final = fn(*x, scale, initial_state, lengths, use_qk_l2norm)
@@ -153,6 +158,10 @@ def bidirectional_gated_delta_rule(
         from had.kernels.gated_delta.chunk import chunk_bidirectional_gated_delta_rule
 
         return chunk_bidirectional_gated_delta_rule(fwd, bwd, scale, lengths, use_qk_l2norm)
+    if impl == "triton_v2":
+        from had.kernels.gated_delta.chunk_v2 import chunk_bidirectional_gated_delta_rule_v2
+
+        return chunk_bidirectional_gated_delta_rule_v2(fwd, bwd, scale, lengths, use_qk_l2norm)
     fn = naive_gated_delta_rule if impl == "naive" else chunk_gated_delta_rule_torch
     B, T = fwd.q.shape[:2]
     idx = _reverse_index(lengths, B, T, fwd.q.device)
