@@ -36,9 +36,12 @@ import numpy as np
 import torch
 import zarr
 
-from had.cache_store import CacheReader, Layout, Storage, write_shard
+from had import featurize
+from had.cache_store import CacheItem, CacheReader, Layout, Storage, write_shard
 from had.cache_store import manifest as manifest_io
-from had.cache_store.writer import create_store
+from had.cache_store.lifecycle import prepare_store
+from had.cache_store.writer import create_store, write_cache
+from had.cluster import GPU_SLOTS
 from had.config import RunConfig, load_config
 from had.pipeline import cache_teacher as ct
 from had.teacher import TOKENIZER_DIR, TOKENIZER_FILES, build_tiny_teacher
@@ -163,22 +166,22 @@ def bench_write(cfg: RunConfig, n_windows: int, repeats: int) -> dict:
     """Part 1: end-to-end (prepare + forward + write, pipelined) vs the bare forward on the same batches.
 
     Four timings per repeat, interleaved: the bare forward (padded batches already on the device),
-    ``compute_features`` (forward + copy to host + visible-row selection), ``_run_local`` (what
+    ``compute_features`` (forward + copy to host + visible-row selection), ``run_local`` (what
     ``had cache-teacher`` runs with one device: prepare and write in threads around the forward),
-    and ``_run_dask`` on one in-process Dask worker with ``GPU_SLOTS`` threads and GPU slots (what
+    and ``run_cluster`` on one in-process Dask worker with ``GPU_SLOTS`` threads and GPU slots (what
     each GPU worker of a multi-GPU or ``--scheduler`` run does; the teacher already loaded).
     """
     plan = ct.make_plan(cfg)
     n_items = min(plan.layout.n_items, plan.n_views * n_windows)
     plan = dataclasses.replace(plan, layout=dataclasses.replace(plan.layout, n_items=n_items))
-    teacher = ct._teacher(ct._driver_teacher(cfg))
+    teacher = featurize.teacher_for(ct.driver_teacher(cfg))
     layer, max_tokens = cfg.teacher.layer, cfg.teacher.max_tokens_per_batch
-    jobs = [ct._job(cfg, plan, s) for s in range(plan.layout.n_shards)]
-    prepared = [ct.prepare_items(job, teacher) for job in jobs]
-    padded = [ct.pad_batch([items[i] for i in batch], teacher.tokenizer.pad_id)
-              for items in prepared for batch in ct.batches([len(it["input_ids"]) for it in items], max_tokens)]
+    jobs = [ct.shard_job(cfg, plan, s) for s in range(plan.layout.n_shards)]
+    prepared = [featurize.prepare_items(job, teacher) for job in jobs]
+    padded = [featurize.pad_batch([ids[i] for i in batch], teacher.tokenizer.pad_id)
+              for _, ids in prepared for batch in featurize.batches([len(row) for row in ids], max_tokens)]
     padded = [(ids.to(teacher.device), attn.to(teacher.device)) for ids, attn in padded]
-    tokens = sum(len(it["input_ids"]) for items in prepared for it in items)
+    tokens = sum(len(row) for _, ids in prepared for row in ids)
     sync = torch.cuda.synchronize if teacher.device.type == "cuda" else (lambda: None)
 
     def forward() -> None:
@@ -187,19 +190,19 @@ def bench_write(cfg: RunConfig, n_windows: int, repeats: int) -> dict:
         sync()
 
     def features() -> None:
-        for items in prepared:
-            ct.compute_features(items, teacher, layer, max_tokens)
+        for items, ids in prepared:
+            featurize.compute_features(items, ids, teacher, layer, max_tokens)
 
     def end_to_end() -> None:
-        ct._run_local(jobs)
+        ct.run_local(jobs)
 
     def end_to_end_dask() -> None:
-        ct._run_dask(dask_cfg, plan, jobs)
+        ct.run_cluster(dask_cfg, plan, jobs)
 
     from distributed import LocalCluster
 
-    cluster = LocalCluster(n_workers=1, threads_per_worker=ct.GPU_SLOTS, processes=False,
-                           resources={"GPU": ct.GPU_SLOTS}, dashboard_address=":0")
+    cluster = LocalCluster(n_workers=1, threads_per_worker=GPU_SLOTS, processes=False,
+                           resources={"GPU": GPU_SLOTS}, dashboard_address=":0")
     dask_cfg = dataclasses.replace(cfg, cache=dataclasses.replace(cfg.cache, scheduler=cluster.scheduler_address))
 
     def timed(fn) -> tuple[float, float | None]:
@@ -218,7 +221,7 @@ def bench_write(cfg: RunConfig, n_windows: int, repeats: int) -> dict:
                          ("e2e_dask", end_to_end_dask)):
             if name.startswith("e2e"):
                 shutil.rmtree(cfg.cache.path, ignore_errors=True)
-                ct._prepare_store(Storage(cfg.cache.path), plan, cfg)
+                prepare_store(Storage(cfg.cache.path), plan.layout, plan.identity, cfg.cache.overwrite)
             seconds, busy = timed(fn)
             runs[name].append(seconds)
             if name in util and busy is not None:
@@ -236,9 +239,9 @@ def bench_write(cfg: RunConfig, n_windows: int, repeats: int) -> dict:
     storage = Storage(cfg.cache.path)
     for job in jobs:
         t0 = time.perf_counter()
-        items = ct.prepare_items(job, teacher)
+        items, ids = featurize.prepare_items(job, teacher)
         t1 = time.perf_counter()
-        ct.compute_features(items, teacher, layer, max_tokens)
+        featurize.compute_features(items, ids, teacher, layer, max_tokens)
         t2 = time.perf_counter()
         write_shard(storage, job.layout, job.shard, items)
         steps["prepare"] += t1 - t0
@@ -265,24 +268,21 @@ def bench_dtypes(work: Path, teacher_dir: Path, fasta: Path, n_windows: int) -> 
     plan = dataclasses.replace(plan, layout=dataclasses.replace(plan.layout, n_items=min(plan.layout.n_items, n_windows)))
     for teacher_dtype in ("fp32", "bf16"):
         cfg.teacher.dtype = teacher_dtype
-        teacher = ct._teacher(ct._driver_teacher(cfg))
-        items = [it for s in range(plan.layout.n_shards)
-                 for it in ct.prepare_items(ct._job(cfg, plan, s), teacher)]
-        ct.compute_features(items, teacher, -1, cfg.teacher.max_tokens_per_batch)
+        teacher = featurize.teacher_for(ct.driver_teacher(cfg))
+        prepared = [featurize.prepare_items(ct.shard_job(cfg, plan, s), teacher) for s in range(plan.layout.n_shards)]
+        items = [it for shard_items, _ in prepared for it in shard_items]
+        featurize.compute_features(items, [row for _, ids in prepared for row in ids], teacher, -1,
+                                   cfg.teacher.max_tokens_per_batch)
         if teacher_dtype == "fp32":
-            reference = np.concatenate([it["features"] for it in items])
+            reference = np.concatenate([it.features for it in items])
         stored_dtypes = ("fp16", "bf16", "int8") if teacher_dtype == "fp32" else ("fp16",)
         for dtype in stored_dtypes:
             layout = dataclasses.replace(plan.layout, feature_dtype=dtype)
             path = work / f"dtype-{teacher_dtype}-{dtype}"
-            storage = Storage(str(path))
-            create_store(storage, layout, {"n_items": layout.n_items}, overwrite=True)
-            records = [write_shard(storage, layout, s, [items[i] for i in layout.shard_range(s)])
-                       for s in range(layout.n_shards)]
-            manifest_io.write(storage, manifest_io.build({"n_items": layout.n_items}, layout, records))
+            records = write_cache(Storage(str(path)), layout, {"n_items": layout.n_items}, items, overwrite=True)
             reader = CacheReader(str(path))
-            got = np.concatenate([reader[i]["features"] for i in range(len(reader))])
-            computed = np.concatenate([it["features"] for it in items])
+            got = np.concatenate([reader[i].features for i in range(len(reader))])
+            computed = np.concatenate([it.features for it in items])
             nbytes = sum(r["objects"][k]["nbytes"] for r in records for k in r["objects"]
                          if k in ("features", "scales", "chan_mean", "chan_std"))
             rows.append({
@@ -309,11 +309,9 @@ def _synthetic_cache(path: Path, n_items: int, dim: int, rng) -> None:
             masked = np.zeros(174, bool)
             masked[rng.choice(170, 26, replace=False)] = True
             feats = torch.from_numpy(rng.normal(size=(148, dim)).astype(np.float32) * channel_scale)
-            items.append({"nucleotides": rng.integers(0, 4, 1024).astype(np.uint8),
-                          "nt_mask": np.repeat(masked[:170], 6).tolist() + [False] * 4,
-                          "spans": spans, "token_masked": masked,
-                          "features": feats.to(torch.bfloat16).float().numpy()})
-            items[-1]["nt_mask"] = np.array(items[-1]["nt_mask"], bool)
+            items.append(CacheItem(rng.integers(0, 4, 1024).astype(np.uint8),
+                                   np.array(np.repeat(masked[:170], 6).tolist() + [False] * 4, bool),
+                                   spans, masked, feats.to(torch.bfloat16).float().numpy()))
         records.append(write_shard(storage, layout, s, items))
     manifest_io.write(storage, manifest_io.build({"n_items": n_items}, layout, records))
 
@@ -334,8 +332,8 @@ class _ZarrItems(torch.utils.data.Dataset):
         spans = g["spans"][i]
         n = int((spans[:, 1] > 0).sum())
         masked = g["token_masked"][i, :n]
-        return {"nucleotides": g["nucleotides"][i], "nt_mask": g["nt_mask"][i], "spans": spans[:n],
-                "token_masked": masked, "features": g["features"][i, : n - int(masked.sum())].astype(np.float32)}
+        return CacheItem(g["nucleotides"][i], g["nt_mask"][i], spans[:n], masked,
+                         g["features"][i, : n - int(masked.sum())].astype(np.float32))
 
 
 def bench_read(work: Path, n_items: int, n_reads: int, dim: int) -> dict:
@@ -348,7 +346,7 @@ def bench_read(work: Path, n_items: int, n_reads: int, dim: int) -> dict:
     direct, plain = CacheReader(str(path)), _ZarrItems(str(path))
     for i in order[:8]:  # equal items: the benchmark compares like with like
         a, b = direct[int(i)], plain[int(i)]
-        assert all(np.array_equal(a[k], b[k]) for k in a)
+        assert all(np.array_equal(v, getattr(b, k)) for k, v in vars(a).items())
     out = {"cache_GB": size / 1e9, "items": n_items, "dim": dim}
     for name, ds in (("direct", direct), ("zarr", plain)):
         t0 = time.perf_counter()

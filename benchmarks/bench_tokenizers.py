@@ -36,10 +36,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from had.config import MaskConfig  # noqa: E402
 from had.data import alphabet  # noqa: E402
-from had.data.masking import grouping_mask  # noqa: E402
 from had.data.tokenizer import NTv2Tokenizer  # noqa: E402
 from had.data.tokenizer_load import load_tokenizer  # noqa: E402
+from had.featurize import masked_item  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO / ".." / "shared"
@@ -49,11 +50,11 @@ SHARD = 256  # window-views per shard (the had-1.1m preset's cache.shard_windows
 
 
 def prepare(tok, shard: list[np.ndarray], span_tokens: int = 1) -> list[np.ndarray]:
-    """What cache_teacher.prepare_items does for a shard of window-views, without the FASTA fetch."""
-    out = []
+    """What featurize.prepare_items does for a shard of window-views, without the FASTA fetch."""
+    mask, out = MaskConfig(ratio=0.15, seed=0, span_tokens=span_tokens), []
     for i, (codes, (ids, spans)) in enumerate(zip(shard, tok.tokenize_batch(shard))):
-        masked, _ = grouping_mask(tok.maskable(ids), spans, codes.size, 0.15, 0, i, 0, span_tokens)
-        out.append(tok.input_ids(np.where(masked, tok.mask_id, ids)))
+        item = masked_item(codes, ids, spans, tok, mask, i, 0)
+        out.append(tok.input_ids(np.where(item.token_masked, tok.mask_id, ids)))
     return out
 
 

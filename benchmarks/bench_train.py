@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from had.config import load_config
-from had.data.masking import grouping_mask
+from had.cache_store import CacheItem
+from had.config import MaskConfig, load_config
 from had.data.tokenizer import NTv2Tokenizer
+from had.featurize import masked_item
 from had.pipeline import train
 
 PRESETS = {
@@ -54,10 +55,9 @@ class SyntheticItems:
             nuc = rng.integers(0, 4, window).astype(np.uint8)
             nuc[rng.random(window) < 0.01] = 4
             ids, spans = tok.tokenize(nuc)
-            token_masked, nt_mask = grouping_mask(ids, spans, window, 0.15, seed, i, 0)
-            feats = rng.standard_normal((int((~token_masked).sum()), teacher_dim), dtype=np.float32)
-            self.items.append({"nucleotides": nuc, "nt_mask": nt_mask, "spans": spans,
-                               "token_masked": token_masked, "features": feats})
+            item = masked_item(nuc, ids, spans, tok, MaskConfig(ratio=0.15, seed=seed), i, 0)
+            item.features = rng.standard_normal((int((~item.token_masked).sum()), teacher_dim), dtype=np.float32)
+            self.items.append(item)
         self.n = n_items
         self.manifest = {"teacher_dim": teacher_dim, "window": window, "vocab_hash": tok.vocab_hash,
                          "teacher": "synthetic", "layer": -1, "feature_dtype": "fp32", "n_items": n_items}
@@ -65,7 +65,7 @@ class SyntheticItems:
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, i: int) -> CacheItem:
         return self.items[i % len(self.items)]
 
 

@@ -6,8 +6,10 @@ unset keep the config's value.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
+import typing
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -15,7 +17,7 @@ import typer
 import yaml
 
 from had import __version__
-from had.config import RunConfig, check_student, load_config, presets
+from had.config import RunConfig, coerce, load_config, presets
 from had.errors import HadError
 
 app = typer.Typer(
@@ -84,6 +86,42 @@ def error_line(e: HadError) -> str:
 
 def _config(config: str | None, options: dict[str, Any], sets: list[str] | None) -> RunConfig:
     return load_config(config, options, _parse_sets(sets))
+
+
+def _options(values: dict[str, Any], sections: tuple[str, ...], skip: tuple[str, ...] = (),
+             **renamed: str) -> dict[str, Any]:
+    """A command's options (its `locals()`) as dotted config keys, for `load_config`.
+
+    An option named like a field of exactly one of `sections` sets that field; `renamed` gives
+    the key of the others (option -> section.key); `skip` names the options that are no config
+    key. An unset list option (typer: empty) counts as unset, as every other unset option.
+    """
+    fields = {f.name: {g.name for g in dataclasses.fields(f.default_factory)}
+              for f in dataclasses.fields(RunConfig) if f.name in sections}
+    out = {}
+    for name, value in values.items():
+        if name in ("config", "set_", *skip):
+            continue
+        owners = [section for section in sections if name in fields[section]]
+        if name not in renamed and len(owners) != 1:
+            raise LookupError(f"option {name!r} sets {len(owners)} config keys of {sections}: name it in renamed")
+        out[renamed.get(name) or f"{owners[0]}.{name}"] = None if value in ([], ()) else value
+    return out
+
+
+def _check_student(cfg: RunConfig) -> None:
+    """Coerce the `student:` values to HadConfig's argument types and run its checks.
+
+    Imports the student (torch): called by the commands that build it anyway, before the work starts.
+    The run config knows no model: this check lives here, where both meet.
+    """
+    from had.student.configuration_had import HadConfig
+
+    hints = typing.get_type_hints(HadConfig.__init__)
+    for key, value in cfg.student.items():
+        if key in hints:
+            cfg.student[key] = coerce(value, hints[key], f"student.{key}")
+    HadConfig.from_kwargs(dict(cfg.student))
 
 
 def _parse_sets(sets: list[str] | None) -> dict[str, Any]:
@@ -188,15 +226,9 @@ def cache_teacher(
     Example: had cache-teacher --fasta hg38.fa.gz --teacher InstaDeepAI/nucleotide-transformer-v2-500m-multi-species
     --trust-remote-code --out /data/hg38-cache
     """
-    cfg = _config(config, {
-        "genome.fasta": fasta, "genome.bed": bed, "genome.split": split, "genome.window": window,
-        "genome.stride": stride, "teacher.model": teacher, "teacher.trust_remote_code": trust_remote_code,
-        "teacher.layer": layer, "teacher.dtype": dtype, "teacher.max_tokens_per_batch": max_tokens_per_batch,
-        "mask.ratio": mask_ratio, "mask.views": views, "mask.reverse_complement": rc,
-        "mask.teacher_input": teacher_input, "mask.seed": seed, "cache.path": out,
-        "cache.shard_windows": shard_windows, "cache.feature_dtype": feature_dtype, "cache.workers": workers,
-        "cache.scheduler": scheduler, "cache.overwrite": overwrite,
-    }, set_)
+    options = _options(locals(), ("genome", "teacher", "mask", "cache"), skip=("dry_run",), teacher="teacher.model",
+                       mask_ratio="mask.ratio", rc="mask.reverse_complement", out="cache.path")
+    cfg = _config(config, options, set_)
     from had.pipeline import cache_teacher as pipeline
 
     pipeline.run(cfg, dry_run=dry_run)
@@ -252,14 +284,8 @@ def train(
     Several: torchrun --nproc_per_node=8 -m had train --config had-1.1m --cache ... --out ...
     Options left out take the --config preset's value.
     """
-    cfg = _config(config, {
-        "cache.path": cache, "train.out": out, "train.steps": steps, "train.batch_size": batch_size,
-        "train.micro_batch_size": micro_batch_size, "train.lr": lr, "train.num_workers": num_workers,
-        "train.precision": precision, "train.compile": compile, "train.resume": resume,
-        "train.checkpoint_every": checkpoint_every, "train.log_every": log_every,
-        "train.tensorboard": tensorboard, "train.seed": seed, "train.device": device,
-    }, set_)
-    check_student(cfg)
+    cfg = _config(config, _options(locals(), ("train",), cache="cache.path"), set_)
+    _check_student(cfg)
     from had.pipeline import train as pipeline
 
     pipeline.run(cfg)
@@ -311,13 +337,7 @@ def eval_(
     Probe: had eval --protocol probe --model runs/had/model --data-root data/nt --out runs/probe-nt
     Options left out take the --config preset's value.
     """
-    cfg = _config(config, {
-        "eval.model": model, "eval.data_root": data_root, "eval.benchmark": benchmark, "eval.tasks": task or None,
-        "eval.protocol": protocol, "eval.nt_version": nt_version, "eval.lrs": lr or None, "eval.seeds": seeds, "eval.epochs": epochs,
-        "eval.batch_size": batch_size, "eval.max_length": max_length, "eval.max_train_samples": max_train_samples,
-        "eval.out": out, "eval.trust_remote_code": trust_remote_code, "eval.workers": workers,
-        "eval.scheduler": scheduler, "eval.device": device,
-    }, set_)
+    cfg = _config(config, _options(locals(), ("eval",), skip=("compare",), task="eval.tasks", lr="eval.lrs"), set_)
     from had.pipeline import eval as pipeline
 
     if compare:
@@ -336,7 +356,7 @@ def demo(
 ) -> None:
     """Run the whole pipeline on a built-in synthetic genome with a tiny local teacher (CPU, minutes)."""
     cfg = _config(config, {}, set_)
-    check_student(cfg)
+    _check_student(cfg)
     from had.pipeline import demo as pipeline
 
     pipeline.run(cfg, Path(out), seed=seed)
@@ -377,7 +397,7 @@ def experiment(
 
     ours, rest = pipeline.parse_overrides(_parse_sets(set_))
     exp, cfg = pipeline.build(preset, data, rest, ours)
-    check_student(cfg)
+    _check_student(cfg)
     pipeline.run(exp, cfg, out, seed=seed, data_root=data_root)
 
 

@@ -4,7 +4,7 @@ A preset (`had/configs/<name>.yaml`) or any YAML file holds the sections below;
 every command reads the sections it needs. Unknown keys are an error naming the
 section and the key: a key in the wrong section must never be silently ignored.
 Every value is checked against its field's type (a YAML file's, a CLI option's or a
-`--set` value alike), then against the rules of `RULES`, before any command starts work.
+`--set` value alike), then against its section's `RULES`, before any command starts work.
 
     cfg = load_config("tiny", overrides={"train.steps": 20})
     cfg.train.steps  # 20
@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from had.data.benchmarks import BENCHMARKS, NT_VERSIONS
+from had.data.fasta import WindowSpec
 from had.errors import HadError
 
 PRESET_DIR = Path(__file__).parent / "configs"
@@ -33,133 +34,6 @@ PRESET_DIR = Path(__file__).parent / "configs"
 
 class ConfigError(HadError):
     """A configuration problem: unknown preset, section or key, unreadable YAML, a bad value."""
-
-
-@dataclass
-class GenomeConfig:
-    fasta: str = ""  # FASTA or FASTA.gz (a .fai beside a plain FASTA enables random access)
-    bed: str | None = None  # optional BED of intervals to cut windows from
-    split: str | None = None  # keep only BED rows whose split column equals this
-    window: int = 1024  # window length in nucleotides
-    stride: int | None = None  # step between window starts; None = window (no overlap)
-    contigs: list[str] = field(default_factory=list)  # include only these (empty = all)
-    exclude_contigs: list[str] = field(default_factory=list)
-    max_n_fraction: float = 0.5  # windows with a larger fraction of N are skipped
-
-
-@dataclass
-class TeacherConfig:
-    model: str = "InstaDeepAI/nucleotide-transformer-v2-500m-multi-species"  # hub id or dir
-    trust_remote_code: bool = False  # real NTv2 checkpoints need it (custom SwiGLU FFN)
-    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
-    layer: int = -1  # hidden-state index to cache; -1 = last (after the final norm)
-    max_tokens_per_batch: int = 65536  # teacher tokens per forward batch, padding included
-    device: str = "auto"  # auto | cpu | cuda
-    tokenizer: str = "auto"  # family of its tokenizer files: auto (detected) | kmer | bpe | char
-    # Intra-op threads of a CPU teacher's forward, fixed rather than taken from OMP_NUM_THREADS or the
-    # core count: fp32 sums round differently with each thread count (cache FORMAT.md, "Determinism").
-    cpu_threads: int = 1
-
-
-@dataclass
-class MaskConfig:
-    ratio: float = 0.15  # fraction of maskable teacher tokens masked (stage 1; NTv2: the 6-mers)
-    views: int = 1  # independent mask draws per window
-    reverse_complement: bool = False  # add a reverse-complement view for every mask view
-    teacher_input: str = "masked"  # masked | full: what the teacher sees at masked tokens
-    seed: int = 0
-    span_tokens: int = 1  # mask runs of this many consecutive teacher tokens (single-nucleotide teachers: spans of nt)
-
-
-@dataclass
-class CacheConfig:
-    path: str = "cache"  # cache directory or fsspec URL (s3://, gs://, memory://)
-    shard_windows: int = 256  # window-views per shard (one shard = one task = one write)
-    feature_dtype: str = "fp16"  # fp16 | bf16 | int8 (per-token absmax scale)
-    compression_level: int = 1  # zstd level
-    workers: int = 0  # local Dask workers; 0 = one per visible GPU, or 1 on CPU
-    scheduler: str | None = None  # address of an existing Dask scheduler
-    overwrite: bool = False  # replace a cache written with a different config
-
-
-@dataclass
-class TrainConfig:
-    out: str = "runs/had"  # run directory: checkpoints, metrics.jsonl, final model
-    steps: int = 10_000
-    batch_size: int = 1024  # global batch in window-views
-    micro_batch_size: int = 64  # per device per forward; accumulation fills the rest
-    lr: float = 8e-3
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
-    warmup_fraction: float = 0.1
-    grad_clip: float = 1.0
-    precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16
-    compile: bool = False
-    num_workers: int = 4  # DataLoader worker processes
-    log_every: int = 10
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    resume: bool = False
-    tensorboard: bool = False
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:<index> (had.runtime.resolve_device)
-
-
-@dataclass
-class EvalConfig:
-    model: str = ""  # had save_pretrained dir, or any HF encoder (hub id / dir)
-    data_root: str = ""  # benchmark root folder
-    benchmark: str = "nt"  # nt | gb | gue
-    tasks: list[str] = field(default_factory=list)  # empty = every task under data_root
-    protocol: str = "finetune"  # finetune | probe (frozen encoder + logistic regression; no lrs, no epochs)
-    nt_version: str = "revised"  # original | revised (recorded with every result)
-    lrs: list[float] = field(default_factory=lambda: [1e-3, 2e-3])
-    seeds: int = 10
-    epochs: int | None = None  # None = benchmark default (NT 20, GB 10, GUE 10)
-    batch_size: int = 32
-    max_length: int | None = None  # nucleotides; None = longest sequence of the task
-    val_fraction: float = 0.1
-    warmup_fraction: float = 0.1
-    weight_decay: float = 0.01
-    out: str = "runs/eval"
-    trust_remote_code: bool = False
-    workers: int = 0  # Dask workers for runs in parallel; 0 = run in-process
-    scheduler: str | None = None
-    max_train_samples: int | None = None  # cap per task (quick runs); None = all
-    device: str = "auto"
-
-
-@dataclass
-class RunConfig:
-    genome: GenomeConfig = field(default_factory=GenomeConfig)
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    mask: MaskConfig = field(default_factory=MaskConfig)
-    cache: CacheConfig = field(default_factory=CacheConfig)
-    student: dict[str, Any] = field(default_factory=dict)  # HadConfig keyword arguments
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def save(self, path: str | Path) -> None:
-        """Write the resolved config as YAML (what `--config <path>` reads back)."""
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(yaml.safe_dump(_plain(self.to_dict()), sort_keys=False))
-
-    def validate(self) -> None:
-        """Check every value against `RULES` and the rules that tie two values together."""
-        for dotted, (ok, rule) in RULES.items():
-            section, key = dotted.split(".")
-            value = getattr(getattr(self, section), key)
-            items = value if isinstance(value, (list, tuple)) else [value]
-            if any(v is not None and not ok(v) for v in items):
-                raise ConfigError(f"{dotted}={_show(value)}: {rule}")
-        tc = self.train  # that micro-batches x ranks divide the batch is train's check: it knows the ranks
-        if tc.micro_batch_size > tc.batch_size:
-            raise ConfigError(f"train.micro_batch_size={tc.micro_batch_size}: must be <= train.batch_size={tc.batch_size}")
-        if not self.eval.lrs:
-            raise ConfigError("eval.lrs=[]: give at least one learning rate")
 
 
 Rule = tuple[Callable[[Any], bool], str]  # (test of one value, what a valid value is)
@@ -186,55 +60,212 @@ def _device(*fixed: str) -> Rule:
     return (lambda v: v in fixed or re.fullmatch(r"cuda:\d+", v) is not None), f"must be {', '.join(fixed)} or cuda:<index>"
 
 
-# Value rules of every section (student: HadConfig's own checks, see `check_student`). A list or
-# tuple value is checked item by item; None (an Optional left unset) always passes.
-RULES: dict[str, Rule] = {
-    "genome.window": _at_least(6, " nt (one 6-mer teacher token)"),
-    "genome.stride": _at_least(1),
-    "genome.max_n_fraction": _fraction(),
-    "teacher.dtype": _one_of("auto", "fp32", "bf16", "fp16"),
-    "teacher.layer": _at_least(-1, " (-1 = the last layer)"),
-    "teacher.max_tokens_per_batch": _at_least(1),
-    "teacher.device": _device("auto", "cpu", "cuda"),
-    "teacher.tokenizer": _one_of("auto", "kmer", "bpe", "char"),
-    "teacher.cpu_threads": _at_least(1),
-    "mask.ratio": _fraction(low_open=True),
-    "mask.views": _at_least(1),
-    "mask.teacher_input": _one_of("masked", "full"),
-    "mask.seed": _at_least(0),
-    "mask.span_tokens": _at_least(1),
-    "cache.shard_windows": _at_least(1),
-    "cache.feature_dtype": _one_of("fp16", "bf16", "int8"),
-    "cache.workers": _at_least(0),
-    "train.steps": _at_least(1),
-    "train.batch_size": _at_least(1),
-    "train.micro_batch_size": _at_least(1),
-    "train.lr": _positive(),
-    "train.weight_decay": _at_least(0),
-    "train.betas": _fraction(high_open=True),
-    "train.warmup_fraction": _fraction(),
-    "train.grad_clip": _positive(),
-    "train.precision": _one_of("auto", "fp32", "bf16"),
-    "train.num_workers": _at_least(0),
-    "train.log_every": _at_least(1),
-    "train.checkpoint_every": _at_least(1),
-    "train.keep_checkpoints": _at_least(1),
-    "train.seed": _at_least(0),
-    "train.device": _device("auto", "cpu", "cuda"),
-    "eval.benchmark": _one_of(*BENCHMARKS),
-    "eval.nt_version": _one_of(*NT_VERSIONS),
-    "eval.lrs": _positive(),
-    "eval.seeds": _at_least(1),
-    "eval.epochs": _at_least(1, " (null for the benchmark's default)"),
-    "eval.batch_size": _at_least(1),
-    "eval.max_length": _at_least(6, " nt (one 6-mer token; null for no cut)"),
-    "eval.val_fraction": _fraction(low_open=True, high_open=True),
-    "eval.warmup_fraction": _fraction(),
-    "eval.weight_decay": _at_least(0),
-    "eval.workers": _at_least(0),
-    "eval.max_train_samples": _at_least(1, " (null for all rows)"),
-    "eval.device": _device("auto", "cpu", "cuda"),
-}
+class Section:
+    """A config section: `RULES` (field -> rule) beside its fields, checked by `validate`.
+
+    A list or tuple value is checked item by item; None (an Optional left unset) always passes.
+    """
+
+    # field -> Rule; a class attribute without annotation, so neither a dataclass field nor a type hint
+    # (type hints are the keys a section accepts)
+    RULES = {}
+
+    def validate(self, name: str) -> None:
+        """ConfigError naming `name.key` for the first value that breaks its rule, then `check`."""
+        for key, (ok, rule) in self.RULES.items():
+            value = getattr(self, key)
+            items = value if isinstance(value, (list, tuple)) else [value]
+            if any(v is not None and not ok(v) for v in items):
+                raise ConfigError(f"{name}.{key}={_show(value)}: {rule}")
+        self.check()
+
+    def check(self) -> None:
+        """Rules that tie two values of the section together (none by default)."""
+
+
+@dataclass
+class GenomeConfig(WindowSpec, Section):
+    """The `genome:` section: the fields are the data layer's own (`had.data.fasta.WindowSpec`)."""
+
+    RULES = {
+        "window": _at_least(6, " nt (one 6-mer teacher token)"),
+        "stride": _at_least(1),
+        "max_n_fraction": _fraction(),
+    }
+
+
+@dataclass
+class TeacherConfig(Section):
+    model: str = "InstaDeepAI/nucleotide-transformer-v2-500m-multi-species"  # hub id or dir
+    trust_remote_code: bool = False  # real NTv2 checkpoints need it (custom SwiGLU FFN)
+    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
+    layer: int = -1  # hidden-state index to cache; -1 = last (after the final norm)
+    max_tokens_per_batch: int = 65536  # teacher tokens per forward batch, padding included
+    device: str = "auto"  # auto | cpu | cuda
+    tokenizer: str = "auto"  # family of its tokenizer files: auto (detected) | kmer | bpe | char
+    # Intra-op threads of a CPU teacher's forward, fixed rather than taken from OMP_NUM_THREADS or the
+    # core count: fp32 sums round differently with each thread count (cache FORMAT.md, "Determinism").
+    cpu_threads: int = 1
+
+    RULES = {
+        "dtype": _one_of("auto", "fp32", "bf16", "fp16"),
+        "layer": _at_least(-1, " (-1 = the last layer)"),
+        "max_tokens_per_batch": _at_least(1),
+        "device": _device("auto", "cpu", "cuda"),
+        "tokenizer": _one_of("auto", "kmer", "bpe", "char"),
+        "cpu_threads": _at_least(1),
+    }
+
+
+@dataclass
+class MaskConfig(Section):
+    ratio: float = 0.15  # fraction of maskable teacher tokens masked (stage 1; NTv2: the 6-mers)
+    views: int = 1  # independent mask draws per window
+    reverse_complement: bool = False  # add a reverse-complement view for every mask view
+    teacher_input: str = "masked"  # masked | full: what the teacher sees at masked tokens
+    seed: int = 0
+    span_tokens: int = 1  # mask runs of this many consecutive teacher tokens (single-nucleotide teachers: spans of nt)
+
+    RULES = {
+        "ratio": _fraction(low_open=True),
+        "views": _at_least(1),
+        "teacher_input": _one_of("masked", "full"),
+        "seed": _at_least(0),
+        "span_tokens": _at_least(1),
+    }
+
+
+@dataclass
+class CacheConfig(Section):
+    path: str = "cache"  # cache directory or fsspec URL (s3://, gs://, memory://)
+    shard_windows: int = 256  # window-views per shard (one shard = one task = one write)
+    feature_dtype: str = "fp16"  # fp16 | bf16 | int8 (per-token absmax scale)
+    compression_level: int = 1  # zstd level
+    workers: int = 0  # local Dask workers; 0 = one per visible GPU, or 1 on CPU
+    scheduler: str | None = None  # address of an existing Dask scheduler
+    overwrite: bool = False  # replace a cache written with a different config
+
+    RULES = {
+        "shard_windows": _at_least(1),
+        "feature_dtype": _one_of("fp16", "bf16", "int8"),
+        "workers": _at_least(0),
+    }
+
+
+@dataclass
+class TrainConfig(Section):
+    out: str = "runs/had"  # run directory: checkpoints, metrics.jsonl, final model
+    steps: int = 10_000
+    batch_size: int = 1024  # global batch in window-views
+    micro_batch_size: int = 64  # per device per forward; accumulation fills the rest
+    lr: float = 8e-3
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_fraction: float = 0.1
+    grad_clip: float = 1.0
+    precision: str = "auto"  # auto (bf16 autocast on GPU, fp32 on CPU) | fp32 | bf16
+    compile: bool = False
+    num_workers: int = 4  # DataLoader worker processes
+    log_every: int = 10
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    resume: bool = False
+    tensorboard: bool = False
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:<index> (had.runtime.resolve_device)
+
+    RULES = {
+        "steps": _at_least(1),
+        "batch_size": _at_least(1),
+        "micro_batch_size": _at_least(1),
+        "lr": _positive(),
+        "weight_decay": _at_least(0),
+        "betas": _fraction(high_open=True),
+        "warmup_fraction": _fraction(),
+        "grad_clip": _positive(),
+        "precision": _one_of("auto", "fp32", "bf16"),
+        "num_workers": _at_least(0),
+        "log_every": _at_least(1),
+        "checkpoint_every": _at_least(1),
+        "keep_checkpoints": _at_least(1),
+        "seed": _at_least(0),
+        "device": _device("auto", "cpu", "cuda"),
+    }
+
+    def check(self) -> None:
+        # That micro-batches x ranks divide the batch is the training loop's check: it knows the ranks.
+        if self.micro_batch_size > self.batch_size:
+            raise ConfigError(f"train.micro_batch_size={self.micro_batch_size}: must be <= train.batch_size={self.batch_size}")
+
+
+@dataclass
+class EvalConfig(Section):
+    model: str = ""  # had save_pretrained dir, or any HF encoder (hub id / dir)
+    data_root: str = ""  # benchmark root folder
+    benchmark: str = "nt"  # nt | gb | gue
+    tasks: list[str] = field(default_factory=list)  # empty = every task under data_root
+    protocol: str = "finetune"  # finetune | probe (frozen encoder + logistic regression; no lrs, no epochs)
+    nt_version: str = "revised"  # original | revised (recorded with every result)
+    lrs: list[float] = field(default_factory=lambda: [1e-3, 2e-3])
+    seeds: int = 10
+    epochs: int | None = None  # None = benchmark default (NT 20, GB 10, GUE 10)
+    batch_size: int = 32
+    max_length: int | None = None  # nucleotides; None = longest sequence of the task
+    val_fraction: float = 0.1
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+    out: str = "runs/eval"
+    trust_remote_code: bool = False
+    workers: int = 0  # Dask workers for runs in parallel; 0 = run in-process
+    scheduler: str | None = None
+    max_train_samples: int | None = None  # cap per task (quick runs); None = all
+    device: str = "auto"
+
+    RULES = {
+        "benchmark": _one_of(*BENCHMARKS),
+        "protocol": _one_of("finetune", "probe"),
+        "nt_version": _one_of(*NT_VERSIONS),
+        "lrs": _positive(),
+        "seeds": _at_least(1),
+        "epochs": _at_least(1, " (null for the benchmark's default)"),
+        "batch_size": _at_least(1),
+        "max_length": _at_least(6, " nt (one 6-mer token; null for no cut)"),
+        "val_fraction": _fraction(low_open=True, high_open=True),
+        "warmup_fraction": _fraction(),
+        "weight_decay": _at_least(0),
+        "workers": _at_least(0),
+        "max_train_samples": _at_least(1, " (null for all rows)"),
+        "device": _device("auto", "cpu", "cuda"),
+    }
+
+    def check(self) -> None:
+        if not self.lrs:
+            raise ConfigError("eval.lrs=[]: give at least one learning rate")
+
+
+@dataclass
+class RunConfig:
+    genome: GenomeConfig = field(default_factory=GenomeConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    student: dict[str, Any] = field(default_factory=dict)  # HadConfig keyword arguments
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        """Write the resolved config as YAML (what `--config <path>` reads back)."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(yaml.safe_dump(_plain(self.to_dict()), sort_keys=False))
+
+    def validate(self) -> None:
+        """Check every section's values against its rules (the student's: HadConfig, run by the CLI)."""
+        for f in dataclasses.fields(self):
+            if f.name != "student":
+                getattr(self, f.name).validate(f.name)
 
 
 def presets() -> list[str]:
@@ -276,7 +307,7 @@ def from_dict(raw: dict[str, Any], source: str = "config") -> RunConfig:
 
 def set_value(cfg: RunConfig, dotted: str, value: Any) -> None:
     """Set `section.key` on cfg, coerced to the field's type (`coerce`); student keys go through
-    unchecked here (`check_student`). Value rules are checked once all values are set (`validate`)."""
+    unchecked here (HadConfig checks them: `had.cli`). Value rules are checked once all values are set (`validate`)."""
     section, _, key = dotted.partition(".")
     sections = [f.name for f in dataclasses.fields(RunConfig)]
     if not key:
@@ -291,20 +322,6 @@ def set_value(cfg: RunConfig, dotted: str, value: Any) -> None:
     if key not in hints:
         raise ConfigError(f"unknown key '{key}' in section '{section}'{_suggest(key, hints)}")
     setattr(target, key, coerce(value, hints[key], dotted))
-
-
-def check_student(cfg: RunConfig) -> None:
-    """Coerce the `student:` values to HadConfig's argument types and run its checks.
-
-    Imports the student (torch): call it where the student will be built anyway, before the work starts.
-    """
-    from had.student.configuration_had import HadConfig
-
-    hints = typing.get_type_hints(HadConfig.__init__)
-    for key, value in cfg.student.items():
-        if key in hints:
-            cfg.student[key] = coerce(value, hints[key], f"student.{key}")
-    HadConfig.from_kwargs(dict(cfg.student))
 
 
 def changes(old: dict, new: dict, prefix: str = "") -> list[str]:

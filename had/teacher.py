@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from had.data.fingerprint import fingerprint
 from had.data.tokenizer import DEFAULT_DIR as TOKENIZER_DIR
 from had.data.tokenizer import NTv2Tokenizer
 from had.data.tokenizer_base import TeacherTokenizer
@@ -136,8 +137,6 @@ def load_teacher(model: str, trust_remote_code: bool = False, dtype: str = "auto
     device = resolve_device(device, "teacher.device")
     if dtype == "auto":
         dtype = "bf16" if device.type == "cuda" else "fp32"
-    if dtype not in DTYPES:
-        raise HadError(f"teacher.dtype={dtype!r}: expected auto, {', '.join(DTYPES)}")
     local = Path(model)
     config_dict = local_model_config(model, trust_remote_code)
     if config_dict is not None and config_dict.get("model_type") == "had":
@@ -284,23 +283,11 @@ def _hub_snapshot(model: str, files: tuple[str, ...] | None = None) -> Path:
         return Path("/nonexistent")
 
 
-def files_fingerprint(paths) -> str:
-    """sha256 over the names and bytes of files (streamed), in name order: the same files give the
-    same fingerprint wherever their folder is."""
-    h = hashlib.sha256()
-    for path in sorted(paths, key=lambda p: p.name):
-        h.update(path.name.encode())
-        with path.open("rb") as f:
-            while block := f.read(1 << 24):
-                h.update(block)
-    return h.hexdigest()
-
-
 def _fingerprint(local: Path, encoder: nn.Module) -> str:
-    """sha256 over the weight files of a local dir (`files_fingerprint`), else over the state_dict bytes."""
+    """sha256 over the weight files of a local dir (names and bytes, `fingerprint`), else over the state_dict bytes."""
     files = [p for p in local.glob("*") if p.suffix in WEIGHT_SUFFIXES] if local.is_dir() else []
     if files:
-        return files_fingerprint(files)
+        return fingerprint(files)
     h = hashlib.sha256()
     for name, tensor in sorted(encoder.state_dict().items()):
         h.update(name.encode())

@@ -143,3 +143,64 @@ def test_an_error_raised_in_a_dataloader_worker_is_shown_as_its_own_line():
         next(iter(loader))
     assert "Traceback" in str(caught.value)  # what torch hands back ...
     assert error_line(caught.value) == "cache/features: shard 3 chunk 0 is damaged"  # ... and what users see
+
+
+# Each command's options and the config key each one sets (the reference the CLI's derived maps must meet).
+OPTION_KEYS = {
+    "cache-teacher": [
+        ("--fasta", "g.fa", "genome.fasta", "g.fa"), ("--bed", "r.bed", "genome.bed", "r.bed"),
+        ("--split", "train", "genome.split", "train"), ("--window", "96", "genome.window", 96),
+        ("--stride", "48", "genome.stride", 48), ("--teacher", "t-dir", "teacher.model", "t-dir"),
+        ("--trust-remote-code", None, "teacher.trust_remote_code", True), ("--layer", "2", "teacher.layer", 2),
+        ("--dtype", "bf16", "teacher.dtype", "bf16"),
+        ("--max-tokens-per-batch", "77", "teacher.max_tokens_per_batch", 77),
+        ("--mask-ratio", "0.3", "mask.ratio", 0.3), ("--views", "3", "mask.views", 3),
+        ("--rc", None, "mask.reverse_complement", True), ("--teacher-input", "full", "mask.teacher_input", "full"),
+        ("--seed", "9", "mask.seed", 9), ("--out", "c-dir", "cache.path", "c-dir"),
+        ("--shard-windows", "5", "cache.shard_windows", 5), ("--feature-dtype", "int8", "cache.feature_dtype", "int8"),
+        ("--workers", "2", "cache.workers", 2), ("--scheduler", "tcp://h:1", "cache.scheduler", "tcp://h:1"),
+        ("--overwrite", None, "cache.overwrite", True),
+    ],
+    "train": [
+        ("--cache", "c-dir", "cache.path", "c-dir"), ("--out", "r-dir", "train.out", "r-dir"),
+        ("--steps", "7", "train.steps", 7), ("--batch-size", "8", "train.batch_size", 8),
+        ("--micro-batch-size", "4", "train.micro_batch_size", 4), ("--lr", "0.5", "train.lr", 0.5),
+        ("--num-workers", "1", "train.num_workers", 1), ("--precision", "bf16", "train.precision", "bf16"),
+        ("--compile", None, "train.compile", True), ("--resume", None, "train.resume", True),
+        ("--checkpoint-every", "3", "train.checkpoint_every", 3), ("--log-every", "2", "train.log_every", 2),
+        ("--tensorboard", None, "train.tensorboard", True), ("--seed", "9", "train.seed", 9),
+        ("--device", "cpu", "train.device", "cpu"),
+    ],
+    "eval": [
+        ("--model", "m-dir", "eval.model", "m-dir"), ("--data-root", "d-dir", "eval.data_root", "d-dir"),
+        ("--benchmark", "gue", "eval.benchmark", "gue"), ("--task", "t1", "eval.tasks", ["t1"]),
+        ("--protocol", "probe", "eval.protocol", "probe"),
+        ("--nt-version", "original", "eval.nt_version", "original"), ("--lr", "0.5", "eval.lrs", [0.5]),
+        ("--seeds", "3", "eval.seeds", 3), ("--epochs", "2", "eval.epochs", 2),
+        ("--batch-size", "4", "eval.batch_size", 4), ("--max-length", "60", "eval.max_length", 60),
+        ("--max-train-samples", "9", "eval.max_train_samples", 9), ("--out", "o-dir", "eval.out", "o-dir"),
+        ("--trust-remote-code", None, "eval.trust_remote_code", True), ("--workers", "2", "eval.workers", 2),
+        ("--scheduler", "tcp://h:1", "eval.scheduler", "tcp://h:1"), ("--device", "cpu", "eval.device", "cpu"),
+    ],
+}
+
+
+@pytest.mark.parametrize("command", sorted(OPTION_KEYS))
+def test_every_option_sets_its_config_key_and_unset_ones_keep_the_preset(command, monkeypatch):
+    module = {"cache-teacher": "cache_teacher"}.get(command, command)
+    seen = []
+    monkeypatch.setattr(f"had.pipeline.{module}.run", lambda cfg, *a, **k: seen.append(cfg))
+    options = OPTION_KEYS[command]
+    params = {p.opts[0] for p in typer.main.get_command(app).commands[command].params
+              if p.name not in ("config", "set_", "help", "dry_run", "compare")}
+    assert {option for option, *_ in options} == params  # the table covers every option
+    argv = [command, "--config", "tiny"]
+    for option, value, *_ in options:
+        argv += [option] if value is None else [option, value]
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    for option, _, key, expected in options:
+        section, name = key.split(".")
+        assert getattr(getattr(seen[0], section), name) == expected, option
+    assert runner.invoke(app, [command, "--config", "tiny"]).exit_code == 0
+    assert seen[1] == load_config("tiny")  # nothing given: the preset, untouched

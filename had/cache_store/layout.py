@@ -14,21 +14,22 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import google_crc32c
 import numcodecs
 import numpy as np
 
+from had.cache_store.features import CODECS
+from had.cache_store.item import CacheItem
 from had.errors import HadError
 
 FORMAT_VERSION = 2  # 2: a crc32c after every inner chunk
 READABLE_VERSIONS = (1, 2)  # 1 differs only in having no chunk crc32c
 EMPTY = np.uint64(2**64 - 1)
-FEATURE_DTYPES = {"fp16": "float16", "bf16": "uint16", "int8": "int8"}
-FEATURE_FILL = {"fp16": float("nan"), "bf16": 0x7FC0, "int8": -128}  # 0x7FC0 = bf16 NaN bits
-INT8_STEP = 0.15  # int8 quantisation step, in units of the standardised row's rms
-ARRAY_NAMES = ("nucleotides", "nt_mask", "spans", "token_masked", "features", "scales", "chan_mean", "chan_std")
+# Every array a cache may hold: a CacheItem's fields (item.py), then the feature codecs' side arrays.
+ARRAY_NAMES = tuple(f.name for f in fields(CacheItem)) + tuple(
+    name for codec in CODECS.values() for name in codec.row_side + codec.shard_side)
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,8 @@ class Layout:
     compression_level: int = 1
 
     def __post_init__(self):
-        if self.feature_dtype not in FEATURE_DTYPES:
-            raise HadError(f"cache.feature_dtype={self.feature_dtype!r}: expected one of {', '.join(FEATURE_DTYPES)}")
+        if self.feature_dtype not in CODECS:
+            raise HadError(f"cache.feature_dtype={self.feature_dtype!r}: expected one of {', '.join(CODECS)}")
         if self.token_chunk == 0:
             # One chunk holds every visible token of an N-free window (<= ceil(L/6) tokens + 5 singles).
             object.__setattr__(self, "token_chunk", (math.ceil(self.window / 6) + 16 + 7) // 8 * 8)
@@ -81,22 +82,18 @@ class Layout:
 
     def arrays(self) -> dict[str, ArraySpec]:
         n, s, length, d, v = self.n_items, self.shard_items, self.window, self.teacher_dim, self.feature_rows
-        c = self.token_chunk
+        c, codec = self.token_chunk, CODECS[self.feature_dtype]
         specs = [
             ArraySpec("nucleotides", (n, length), (s, length), (1, length), "uint8", 255),
             ArraySpec("nt_mask", (n, length), (s, length), (1, length), "bool", False),
             ArraySpec("spans", (n, length, 2), (s, length, 2), (1, length, 2), "int32", -1),
             ArraySpec("token_masked", (n, length), (s, length), (1, length), "bool", False),
-            ArraySpec("features", (n, v, d), (s, v, d), (1, c, d), FEATURE_DTYPES[self.feature_dtype],
-                      FEATURE_FILL[self.feature_dtype]),
+            ArraySpec("features", (n, v, d), (s, v, d), (1, c, d), codec.stored_dtype, codec.fill_value),
         ]
-        if self.feature_dtype == "int8":
-            m = self.n_shards
-            specs += [
-                ArraySpec("scales", (n, v), (s, v), (1, c), "float16", float("nan")),
-                ArraySpec("chan_mean", (m, d), (1, d), (1, d), "float32", float("nan")),
-                ArraySpec("chan_std", (m, d), (1, d), (1, d), "float32", float("nan")),
-            ]
+        # the codec's side arrays: per token row float16 (one value per feature row), per shard float32 [D]
+        specs += [ArraySpec(name, (n, v), (s, v), (1, c), "float16", float("nan")) for name in codec.row_side]
+        specs += [ArraySpec(name, (self.n_shards, d), (1, d), (1, d), "float32", float("nan"))
+                  for name in codec.shard_side]
         return {spec.name: spec for spec in specs}
 
     def to_dict(self) -> dict:
@@ -107,6 +104,7 @@ def create_arrays(group, layout: Layout) -> None:
     """Create every array of the layout in a zarr group (driver only, before any shard is written)."""
     from zarr.codecs import Crc32cCodec, ZstdCodec
 
+    codec = CODECS[layout.feature_dtype]
     for spec in layout.arrays().values():
         group.create_array(
             spec.name,
@@ -117,7 +115,7 @@ def create_arrays(group, layout: Layout) -> None:
             compressors=[ZstdCodec(level=layout.compression_level, checksum=False), Crc32cCodec()],
             fill_value=spec.fill_value,
             chunk_key_encoding={"name": "default", "separator": "/"},
-            attributes={"logical_dtype": "bfloat16"} if spec.name == "features" and layout.feature_dtype == "bf16" else None,
+            attributes={"logical_dtype": codec.logical_dtype} if spec.name == "features" and codec.logical_dtype else None,
         )
 
 

@@ -17,8 +17,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from had.cache_store import features as feature_codec
+from had.cache_store.features import CODECS
 from had.cache_store import manifest as manifest_io
+from had.cache_store.item import CacheItem
 from had.cache_store.layout import EMPTY, ArraySpec, chunk_index, decode_chunk, index_nbytes
 from had.cache_store.storage import Storage
 from had.errors import HadError
@@ -37,8 +38,8 @@ class CacheReader:
     def __len__(self) -> int:
         return self.layout.n_items
 
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        """Item i as numpy arrays (see the "Cache item" contract); features float32 [n_vis, D]."""
+    def __getitem__(self, i: int) -> CacheItem:
+        """Item i (``had.cache_store.item``, the schema); features float32 [n_vis, D]."""
         if not -len(self) <= i < len(self):
             raise IndexError(f"item {i} out of range for a cache of {len(self)} items")
         i %= len(self)
@@ -47,13 +48,13 @@ class CacheReader:
         n_tokens = int(np.count_nonzero(spans[:, 1] > 0))
         token_masked = self._chunk("token_masked", shard, slot)[0, :n_tokens]
         n_vis = n_tokens - int(np.count_nonzero(token_masked))
-        return {
-            "nucleotides": self._chunk("nucleotides", shard, slot)[0],
-            "nt_mask": self._chunk("nt_mask", shard, slot)[0],
-            "spans": spans[:n_tokens],
-            "token_masked": token_masked,
-            "features": self._features(shard, slot, n_vis),
-        }
+        return CacheItem(
+            nucleotides=self._chunk("nucleotides", shard, slot)[0],
+            nt_mask=self._chunk("nt_mask", shard, slot)[0],
+            spans=spans[:n_tokens],
+            token_masked=token_masked,
+            features=self._features(shard, slot, n_vis),
+        )
 
     def _features(self, shard: int, slot: int, n_vis: int) -> np.ndarray:
         per_item = math.ceil(self.layout.feature_rows / self.layout.token_chunk)
@@ -63,13 +64,10 @@ class CacheReader:
             parts = [self._chunk(name, shard, slot * per_item + j)[0] for j in range(count)]
             return np.concatenate(parts)[:n_vis] if parts else np.empty((0,) + self.specs[name].chunk_shape[2:])
 
-        dtype = self.layout.feature_dtype
-        if dtype != "int8":
-            return feature_codec.decode(rows("features"), dtype)
-        return feature_codec.decode(
-            rows("features"), dtype, rows("scales"),
-            self._chunk("chan_mean", shard, 0)[0], self._chunk("chan_std", shard, 0)[0],
-        )
+        codec = CODECS[self.layout.feature_dtype]
+        side = {name: rows(name) for name in codec.row_side}
+        side |= {name: self._chunk(name, shard, 0)[0] for name in codec.shard_side}
+        return codec.decode(rows("features"), side)
 
     def _chunk(self, name: str, shard: int, k: int) -> np.ndarray:
         spec = self.specs[name]

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 
 import google_crc32c
 import numpy as np
 
-from had.cache_store import features as feature_codec
+from had.cache_store.features import CODECS
+from had.cache_store.item import CacheItem
 from had.cache_store.layout import ARRAY_NAMES, Layout, create_arrays, encode_shard
 from had.cache_store.storage import PARTIAL, Storage
 from had.errors import HadError
@@ -40,31 +42,38 @@ def create_store(storage: Storage, layout: Layout, identity: dict, files: dict[s
     zarr.open_group(storage.zarr_store, mode="r+", zarr_format=3).attrs.put({"had": identity})
 
 
+def write_cache(storage: Storage, layout: Layout, identity: dict, items: Sequence[CacheItem],
+                overwrite: bool = False) -> list[dict]:
+    """A whole cache from in-memory items (items[i] is item i), in this process: create the store, write
+    every shard, then the manifest; returns the shards' commit records. `had cache-teacher` writes its
+    shards from tasks instead (``had.featurize``); tests and benchmarks build caches with this."""
+    from had.cache_store import manifest as manifest_io
+
+    create_store(storage, layout, identity, overwrite=overwrite)
+    records = [write_shard(storage, layout, s, [items[i] for i in layout.shard_range(s)])
+               for s in range(layout.n_shards)]
+    manifest_io.write(storage, manifest_io.build(identity, layout, records))
+    return records
+
+
 def commit_key(shard: int) -> str:
     return f"{COMMIT_DIR}/shard-{shard:06d}.json"
 
 
-def write_shard(storage: Storage, layout: Layout, shard: int, items: list[dict[str, np.ndarray]],
+def write_shard(storage: Storage, layout: Layout, shard: int, items: list[CacheItem],
                 numerics: dict | None = None) -> dict:
-    """Write shard ``shard`` from its items (in item order) and commit it; returns the commit record.
+    """Write shard ``shard`` from its items (in item order, features set) and commit it; returns the commit record.
 
-    Each item: nucleotides uint8 [L], nt_mask bool [L], spans int32 [n, 2],
-    token_masked bool [n], features float32 [n_vis, D] (n_vis = (~token_masked).sum()).
     ``numerics``: what decided the features' bits (``Teacher.numerics()``), kept in the commit record.
+    Items that do not fit the layout are a HadError before anything is written.
     """
-    expected = len(layout.shard_range(shard))
-    if len(items) != expected:
-        raise ValueError(f"shard {shard} holds {expected} items, got {len(items)}")
+    _check_items(storage, layout, shard, items)
     specs = layout.arrays()
     slots = layout.shard_items
     length, rows, chunk_rows = layout.window, layout.feature_rows, layout.token_chunk
-    n_vis = [len(item["features"]) for item in items]
-    for item, n in zip(items, n_vis):
-        if n != np.count_nonzero(~item["token_masked"]):
-            raise ValueError(f"shard {shard}: features rows {n} != visible tokens {np.count_nonzero(~item['token_masked'])}")
-    stored, side, overflow = feature_codec.encode(
-        np.concatenate([item["features"] for item in items]), layout.feature_dtype
-    )
+    n_vis = [len(item.features) for item in items]
+    codec = CODECS[layout.feature_dtype]
+    stored, side, overflow = codec.encode(np.concatenate([item.features for item in items]))
 
     def per_item(fn) -> list[np.ndarray | None]:
         chunks = [fn(item)[None] for item in items]
@@ -72,12 +81,12 @@ def write_shard(storage: Storage, layout: Layout, shard: int, items: list[dict[s
 
     def padded_spans(item):
         out = np.full((length, 2), -1, dtype=np.int32)
-        out[: len(item["spans"])] = item["spans"]
+        out[: len(item.spans)] = item.spans
         return out
 
     def padded_mask(item):
         out = np.zeros(length, dtype=bool)
-        out[: len(item["token_masked"])] = item["token_masked"]
+        out[: len(item.token_masked)] = item.token_masked
         return out
 
     def row_chunks(values: np.ndarray, fill) -> list[np.ndarray | None]:
@@ -95,16 +104,16 @@ def write_shard(storage: Storage, layout: Layout, shard: int, items: list[dict[s
         return chunks
 
     chunks = {
-        "nucleotides": per_item(lambda item: np.asarray(item["nucleotides"], dtype=np.uint8)),
-        "nt_mask": per_item(lambda item: np.asarray(item["nt_mask"], dtype=bool)),
+        "nucleotides": per_item(lambda item: np.asarray(item.nucleotides, dtype=np.uint8)),
+        "nt_mask": per_item(lambda item: np.asarray(item.nt_mask, dtype=bool)),
         "spans": per_item(padded_spans),
         "token_masked": per_item(padded_mask),
         "features": row_chunks(stored, specs["features"].fill_value),
     }
-    if layout.feature_dtype == "int8":
-        chunks["scales"] = row_chunks(side["scales"], specs["scales"].fill_value)
-        chunks["chan_mean"] = [side["chan_mean"][None]]
-        chunks["chan_std"] = [side["chan_std"][None]]
+    for name in codec.row_side:
+        chunks[name] = row_chunks(side[name], specs[name].fill_value)
+    for name in codec.shard_side:
+        chunks[name] = [side[name][None]]
 
     objects = {}
     for name, array_chunks in chunks.items():
@@ -112,7 +121,7 @@ def write_shard(storage: Storage, layout: Layout, shard: int, items: list[dict[s
         key = specs[name].shard_key(shard)
         storage.put(key, data)
         objects[name] = {"key": key, "nbytes": len(data), "crc32c": google_crc32c.value(data)}
-    n_tokens = sum(len(item["spans"]) for item in items)
+    n_tokens = sum(len(item.spans) for item in items)
     record = {
         "shard": shard,
         "items": [layout.shard_range(shard).start, layout.shard_range(shard).stop],
@@ -126,6 +135,26 @@ def write_shard(storage: Storage, layout: Layout, shard: int, items: list[dict[s
         record["numerics"] = numerics
     storage.put(commit_key(shard), json.dumps(record, sort_keys=True).encode())
     return record
+
+
+def _check_items(storage: Storage, layout: Layout, shard: int, items: list[CacheItem]) -> None:
+    """The items' shapes against the layout: a mismatch would write chunks the reader cannot decode."""
+    where = f"{storage.url}: shard {shard}"
+    expected = len(layout.shard_range(shard))
+    if len(items) != expected:
+        raise HadError(f"{where} holds {expected} items, got {len(items)}")
+    for i, item in zip(layout.shard_range(shard), items):
+        n_vis = int(np.count_nonzero(~item.token_masked))
+        if len(item.nucleotides) != layout.window or len(item.nt_mask) != layout.window:
+            raise HadError(f"{where}: item {i} has {len(item.nucleotides)} nucleotides, the cache's window is "
+                           f"{layout.window}")
+        if len(item.spans) != len(item.token_masked) or len(item.spans) > layout.window:
+            raise HadError(f"{where}: item {i} has {len(item.spans)} spans and {len(item.token_masked)} token "
+                           f"mask values (at most {layout.window}, one per token)")
+        if item.features is None or item.features.shape != (n_vis, layout.teacher_dim):
+            got = None if item.features is None else item.features.shape
+            raise HadError(f"{where}: item {i} has features of shape {got}, expected ({n_vis} visible tokens, "
+                           f"teacher_dim {layout.teacher_dim})")
 
 
 def read_commit(storage: Storage, shard: int) -> dict | None:

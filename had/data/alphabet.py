@@ -17,6 +17,9 @@ NUC_VOCAB_SIZE = 7
 NUCLEOTIDES = "ACGTN"
 # Printable form of every id, MASK and PAD included, for decode (debugging, logs).
 SYMBOLS = "ACGTN?-"
+# Label of a position without a target (padding of the masked-position lists): PyTorch's
+# cross-entropy default, shared by the batch builder that writes it and the model that skips it.
+IGNORE_INDEX = -100
 
 _ENCODE = np.full(256, N, dtype=np.uint8)
 for _code, _base in enumerate("ACGT"):

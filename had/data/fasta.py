@@ -4,24 +4,23 @@
     fasta = FastaFile("hg38.fa.gz")       # bgzip + `samtools faidx`: uses its .fai and .gzi
     fasta.contigs                         # {"chr1": 248956422, ...}
     fasta.fetch("chr1", 10_000, 11_024)   # alphabet codes, uint8 [1024]
-    table = iter_windows(cfg.genome)      # WindowTable: numpy columns + skip counts
+    table = iter_windows(WindowSpec(fasta="hg38.fa", window=1024))  # WindowTable: columns + skip counts
 
 Every problem with an input file is a HadError naming the file and line.
 """
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from had.config import GenomeConfig
 from had.data import alphabet
+from had.data.fingerprint import fingerprint
 from had.errors import HadError
 
 # Bytes allowed in sequence lines: letters only (case and IUPAC codes are the alphabet's
@@ -29,6 +28,20 @@ from had.errors import HadError
 _IS_LETTER = np.zeros(256, dtype=bool)
 _IS_LETTER[np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", dtype=np.uint8)] = True
 _BLOCK = 1 << 24  # nt read at once while counting N, to bound memory on 250 Mb contigs
+
+
+@dataclass
+class WindowSpec:
+    """Which windows to cut from which genome (the run config's `genome:` section extends it)."""
+
+    fasta: str = ""  # FASTA or FASTA.gz (a .fai beside a plain FASTA enables random access)
+    bed: str | None = None  # optional BED of intervals to cut windows from
+    split: str | None = None  # keep only BED rows whose split column equals this
+    window: int = 1024  # window length in nucleotides
+    stride: int | None = None  # step between window starts; None = window (no overlap)
+    contigs: list[str] = field(default_factory=list)  # include only these (empty = all)
+    exclude_contigs: list[str] = field(default_factory=list)
+    max_n_fraction: float = 0.5  # windows with a larger fraction of N are skipped
 
 
 def _is_gzip(path: Path) -> bool:
@@ -204,11 +217,7 @@ def _read_gzi(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def fasta_fingerprint(path: str | Path) -> str:
     """sha256 of the file's bytes (streamed): identifies the genome a cache was built from."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return fingerprint([path], names=False)
 
 
 @dataclass
@@ -283,20 +292,17 @@ class WindowTable:
         return self.contigs[self.contig[i]], int(self.start[i]), int(self.end[i])
 
 
-def iter_windows(cfg: GenomeConfig) -> WindowTable:
+def iter_windows(cfg: WindowSpec) -> WindowTable:
     """Cut the genome of ``cfg`` into windows of ``cfg.window`` nt every ``cfg.stride`` nt.
 
     Windows tile each selected contig (in FASTA order) or each BED interval (in file
     order) from its start; a tail shorter than a window is dropped. Deterministic for
-    a given config and FASTA.
+    a given config and FASTA. The numbers (window, stride >= 1, max_n_fraction in [0, 1]) come
+    checked by the `genome:` section that holds them; the files are checked here.
     """
     stride = cfg.window if cfg.stride is None else cfg.stride
     if not cfg.fasta:
         raise HadError("genome.fasta is not set")
-    if cfg.window < 1 or stride < 1:
-        raise HadError(f"genome.window and genome.stride must be >= 1, got {cfg.window} and {stride}")
-    if not 0.0 <= cfg.max_n_fraction <= 1.0:
-        raise HadError(f"genome.max_n_fraction must lie in [0, 1], got {cfg.max_n_fraction}")
     fasta = FastaFile(cfg.fasta)
     for option, names in (("genome.contigs", cfg.contigs), ("genome.exclude_contigs", cfg.exclude_contigs)):
         unknown = [c for c in names if c not in fasta.contigs]
@@ -336,7 +342,7 @@ def iter_windows(cfg: GenomeConfig) -> WindowTable:
     )
 
 
-def _intervals(cfg: GenomeConfig, fasta: FastaFile, keep: list[str]) -> list[tuple[int, int, int]]:
+def _intervals(cfg: WindowSpec, fasta: FastaFile, keep: list[str]) -> list[tuple[int, int, int]]:
     """(index into keep, start, end) of the stretches to tile: whole contigs, or BED rows."""
     if not cfg.bed:
         if cfg.split is not None:

@@ -6,7 +6,7 @@ leftover (< 6 nt) into single-nucleotide tokens; ``encode`` prepends CLS and nev
 appends EOS. The vocabulary and special ids are read from the teacher's own
 ``vocab.txt`` and ``special_tokens_map.json``; nothing about their order is assumed.
 
-Normalisation (our choice, see ../shared/reference/ntv2/README.md): input goes
+Normalisation (our choice): input goes
 through ``had.data.alphabet.encode`` first, i.e. upper case, and every non-ACGT
 letter becomes N. The HF tokenizer itself is case-sensitive and would turn such
 runs into ``<unk>``; on upper-case ACGTN text the two agree token for token. N is the

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from had.data import alphabet
+from had.data.padding import pad_rows
 
 FAMILIES = ("kmer", "bpe", "char")
 
@@ -88,13 +89,7 @@ class TeacherTokenizer:
             if max_length is not None:
                 ids = ids[: max_length - self.n_specials]
             encoded.append(self.input_ids(ids))
-        width = max((e.size for e in encoded), default=0)
-        input_ids = np.full((len(encoded), width), self.pad_id, dtype=np.int64)
-        attention_mask = np.zeros((len(encoded), width), dtype=np.int64)
-        for row, e in enumerate(encoded):
-            cols = slice(width - e.size, width) if self.padding_side == "left" else slice(0, e.size)
-            input_ids[row, cols] = e
-            attention_mask[row, cols] = 1
+        input_ids, attention_mask = pad_rows(encoded, self.pad_id, self.padding_side)
         return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 

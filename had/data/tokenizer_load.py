@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from had.data.fingerprint import fingerprint
 from had.data.tokenizer import NTv2Tokenizer
 from had.data.tokenizer_base import FAMILIES, TeacherTokenizer
 from had.data.tokenizer_hf import hf_family, load_hf
@@ -47,7 +48,6 @@ def load_tokenizer(folder: str | Path, family: str = "auto") -> TeacherTokenizer
         return NTv2Tokenizer.from_dir(folder)
     if not (folder / "tokenizer.json").is_file():
         raise HadError(f"teacher.tokenizer={family}: {folder} has no tokenizer.json")
-    from had.teacher import files_fingerprint  # lazily: had.teacher imports this module
 
     files = [folder / name for name in TOKENIZER_FILES if (folder / name).is_file()]
-    return load_hf(folder, family, files_fingerprint(files))
+    return load_hf(folder, family, fingerprint(files))

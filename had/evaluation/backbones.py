@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from had.data import alphabet
+from had.data.padding import pad_rows
 
 Encode = Callable[[Sequence[str]], dict[str, np.ndarray]]
 
@@ -80,24 +81,19 @@ def _load_had(model: str) -> Backbone:
 
 
 def _folder_fingerprint(folder: Path) -> str:
-    """Fingerprint of a saved model: its config.json, weight and tokenizer files (`files_fingerprint`);
+    """Fingerprint of a saved model: its config.json, weight and tokenizer files (`fingerprint`);
     the tokenizer decides the inputs, so other tokenizer files make another backbone."""
     from had.data.tokenizer_load import TOKENIZER_FILES
-    from had.teacher import WEIGHT_SUFFIXES, files_fingerprint
+    from had.data.fingerprint import fingerprint
+    from had.teacher import WEIGHT_SUFFIXES
 
     names = {"config.json", *TOKENIZER_FILES}
-    return files_fingerprint(p for p in folder.iterdir() if p.name in names or p.suffix in WEIGHT_SUFFIXES)
+    return fingerprint(p for p in folder.iterdir() if p.name in names or p.suffix in WEIGHT_SUFFIXES)
 
 
 def encode_nucleotides(seqs: Sequence[str]) -> dict[str, np.ndarray]:
     """The student's input: one id per nucleotide (IUPAC -> N), right padded with PAD."""
-    codes = [alphabet.encode(s) for s in seqs]
-    width = max(len(c) for c in codes)
-    input_ids = np.full((len(codes), width), alphabet.PAD, dtype=np.int64)
-    attention_mask = np.zeros((len(codes), width), dtype=np.int64)
-    for row, c in enumerate(codes):
-        input_ids[row, : len(c)] = c
-        attention_mask[row, : len(c)] = 1
+    input_ids, attention_mask = pad_rows([alphabet.encode(s) for s in seqs], alphabet.PAD)
     return {"input_ids": input_ids, "attention_mask": attention_mask}
 
 

@@ -39,7 +39,6 @@ from had.runtime import autocast
 from had.schedules import warmup_cosine
 
 DEFAULT_EPOCHS = {"nt": 20, "gb": 10, "gue": 10}
-PROTOCOLS = ("finetune", "probe")
 
 
 @dataclass(frozen=True)
@@ -57,8 +56,6 @@ class Protocol:
 
     @classmethod
     def from_eval_config(cls, cfg, benchmark: str) -> Protocol:
-        if cfg.protocol not in PROTOCOLS:
-            raise HadError(f"eval.protocol (--protocol) {cfg.protocol!r}: expected one of {', '.join(PROTOCOLS)}")
         names = {f.name for f in dataclasses.fields(cls)} - {"epochs", "kind"}
         epochs = 0 if cfg.protocol == "probe" else cfg.epochs or DEFAULT_EPOCHS[benchmark]
         return cls(epochs=epochs, kind=cfg.protocol, **{n: getattr(cfg, n) for n in names})

@@ -3,8 +3,8 @@
 Per (model, benchmark, task): the lr with the best mean *validation* metric over seeds is
 chosen (never the test metric; ties go to the smaller lr), and the test metric at that lr is
 reported as mean ± (max - min) over its seeds, as in Caduceus Tables 1-2. Published rows
-come from `published_baselines.csv` and `published_baselines_extra.csv` (copies of the files of
-../shared/reference/: Caduceus Tables 1-2 and HAD; DNABERT-2's GUE table with DNABERT and NT;
+come from `published_baselines.csv` and `published_baselines_extra.csv` (transcribed from the papers:
+Caduceus Tables 1-2 and HAD; DNABERT-2's GUE table with DNABERT and NT;
 JanusDNA's NT-task numbers); each table names the source, hence the protocol, of its published
 columns, which differ (10-fold CV with max - min, 10 split seeds with std, one GUE split).
 

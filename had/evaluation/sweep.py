@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from had.cluster import dask_client
 from had.config import EvalConfig
-from had.data.benchmarks import NT_VERSIONS, discover_tasks, load_task
+from had.data.benchmarks import discover_tasks, load_task
 from had.errors import HadError
 from had.evaluation.backbones import Backbone, load_backbone
 from had.evaluation.finetune import Protocol, finetune, prepare
@@ -48,8 +49,6 @@ class Sweep:
     def from_config(cls, cfg: EvalConfig) -> Sweep:
         if not cfg.model:
             raise HadError("eval.model is not set: pass --model (a `had train` model/ dir or an HF model)")
-        if cfg.benchmark == "nt" and cfg.nt_version not in NT_VERSIONS:
-            raise HadError(f"eval.nt_version must be one of {NT_VERSIONS}, got '{cfg.nt_version}'")
         fingerprint = _backbone(cfg.model, cfg.trust_remote_code).fingerprint
         return cls(cfg.model, fingerprint, cfg.trust_remote_code, cfg.benchmark, cfg.data_root,
                    cfg.nt_version if cfg.benchmark == "nt" else None,
@@ -68,8 +67,6 @@ def plan(cfg: EvalConfig) -> list[tuple[str, float, int]]:
     if unknown:
         raise HadError(f"eval.tasks: no task {unknown} under {cfg.data_root} (tasks found: {', '.join(found)})")
     tasks = cfg.tasks or found
-    if not cfg.lrs or cfg.seeds < 1:
-        raise HadError(f"eval.lrs={cfg.lrs}, eval.seeds={cfg.seeds}: need at least one lr and one seed")
     lrs = [None] if cfg.protocol == "probe" else [float(lr) for lr in cfg.lrs]  # the probe has no lr
     return [(task, lr, seed) for task in tasks for lr in lrs for seed in range(cfg.seeds)]
 
@@ -126,23 +123,14 @@ def _run_local(sweep: Sweep, todo):
 
 
 def _run_dask(sweep: Sweep, todo, workers: int, scheduler: str | None):
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import as_completed
 
-    if scheduler:
-        client, cluster = Client(scheduler), None
-    else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
-        client = Client(cluster)
     # A worker of an existing cluster runs in its own directory; results keep the model as the user named it.
     remote = dataclasses.replace(sweep, model=absolute_local(sweep.model), data_root=absolute_local(sweep.data_root))
-    try:
+    with dask_client(scheduler, workers, kept="finished runs are kept") as (client, _):
         futures = [client.submit(_run_remote, remote, task, lr, seed, pure=False) for task, lr, seed in todo]
         for future in as_completed(futures):
             yield future.result()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def _run_remote(sweep: Sweep, task: str, lr: float, seed: int) -> dict:

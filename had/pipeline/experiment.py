@@ -55,10 +55,10 @@ FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fa.gz", ".fasta.gz", ".fna.gz")
 # Student switches of every variant (None: not pretrained, saved at its random initialisation).
 VARIANTS: dict[str, dict | None] = {
     "had": {},
-    "recon_only": {"use_distill": False},
-    "distill_only": {"use_recon": False},
+    "recon_only": {"objective": "recon"},
+    "distill_only": {"objective": "distill"},
     "no_attention": {"use_attention": False},
-    "mlm_only": {"mlm_only": True},
+    "mlm_only": {"objective": "mlm"},
     "random_init": None,
 }
 TEACHER = "teacher"

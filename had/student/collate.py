@@ -1,4 +1,4 @@
-"""Turn cache items (ARCHITECTURE.md "Cache item") into the padded batch `HadForPretraining` takes.
+"""Turn cache items (`had.cache_store.CacheItem`) into the padded batch `HadForPretraining` takes.
 
 Runs in DataLoader workers, so it is plain numpy until the final `torch.from_numpy`.
 
@@ -7,12 +7,15 @@ Runs in DataLoader workers, so it is plain numpy until the final `torch.from_num
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
-from had.data.alphabet import MASK, PAD
+from had.data.alphabet import IGNORE_INDEX, MASK, PAD
 
-IGNORE_INDEX = -100
+if TYPE_CHECKING:  # the model package does not load the cache store
+    from had.cache_store.item import CacheItem
 
 
 def covered_positions(spans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -23,7 +26,7 @@ def covered_positions(spans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return token, np.repeat(starts, lens) + offset
 
 
-def collate_cache_items(items: list[dict]) -> dict[str, torch.Tensor]:
+def collate_cache_items(items: list[CacheItem]) -> dict[str, torch.Tensor]:
     """Pad B cache items into tensors.
 
     Returns
@@ -37,10 +40,10 @@ def collate_cache_items(items: list[dict]) -> dict[str, torch.Tensor]:
             codes (M = most in the batch; padding rows point at position 0 with label -100)
     """
     B = len(items)
-    L = max(len(it["nucleotides"]) for it in items)
-    N = max(len(it["features"]) for it in items)
-    M = max(int(it["nt_mask"].sum()) for it in items)
-    D = items[0]["features"].shape[1]
+    L = max(len(it.nucleotides) for it in items)
+    N = max(len(it.features) for it in items)
+    M = max(int(it.nt_mask.sum()) for it in items)
+    D = items[0].features.shape[1]
 
     input_ids = np.full((B, L), PAD, dtype=np.int64)
     attention_mask = np.zeros((B, L), dtype=np.int64)
@@ -52,14 +55,14 @@ def collate_cache_items(items: list[dict]) -> dict[str, torch.Tensor]:
     masked_labels = np.full((B, M), IGNORE_INDEX, dtype=np.int64)
 
     for b, it in enumerate(items):
-        nuc, mask = it["nucleotides"], it["nt_mask"]
-        n_l, n_vis = len(nuc), len(it["features"])
+        nuc, mask = it.nucleotides, it.nt_mask
+        n_l, n_vis = len(nuc), len(it.features)
         input_ids[b, :n_l] = np.where(mask, MASK, nuc)
         attention_mask[b, :n_l] = 1
         nt_mask[b, :n_l] = mask
-        token, pos = covered_positions(it["spans"][~it["token_masked"]])
+        token, pos = covered_positions(it.spans[~it.token_masked])
         nt_token[b, pos] = token
-        targets[b, :n_vis] = it["features"]
+        targets[b, :n_vis] = it.features
         target_mask[b, :n_vis] = True
         where = np.flatnonzero(mask)
         masked_positions[b, : len(where)] = where

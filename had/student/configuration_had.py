@@ -17,6 +17,12 @@ from had.kernels.gated_delta.ops import IMPLS as GDN_IMPLS
 
 DISTILL_MODES = ("span_mean", "broadcast")
 POSITION_MODES = ("rotary", "learned")
+# What the student learns from: had = distillation + reconstruction (the paper), distill or recon
+# alone (ablations), mlm = the baseline without the teacher (a linear head on the masked nucleotides).
+OBJECTIVES = ("had", "distill", "recon", "mlm")
+# The three switches that named the objective before `objective`: saved configs and `student:` sections
+# that hold them still load (`_legacy_objective`).
+LEGACY_SWITCHES = ("use_distill", "use_recon", "mlm_only")
 
 
 class HadConfig(PretrainedConfig):
@@ -42,16 +48,17 @@ class HadConfig(PretrainedConfig):
         initializer_range (0.02): std of the normal init of linear and embedding weights.
     Pretraining heads
         teacher_dim (1024): width of the cached teacher features (NTv2-500M: 1024).
-        use_distill (True): distillation head + MSE to the teacher features of visible tokens.
+        objective (had): what the student learns from (older configs: `LEGACY_SWITCHES`):
+            had = both losses below; distill = the distillation head + MSE to the teacher features
+            of visible tokens alone; recon = the cross-attention decoder + 5-way CE over the masked
+            nucleotides alone; mlm = baseline without the teacher: a linear head predicts the
+            masked nucleotides straight from the encoder (neither head nor decoder).
         distill_mode (span_mean): span_mean = mean of the student states over the nucleotides
             of each visible teacher token, then a linear head to teacher_dim; broadcast = the
             head is applied per nucleotide and the token's teacher vector is its target.
         target_layernorm (False): LayerNorm (no affine) the teacher targets before the MSE.
-        use_recon (True): cross-attention decoder + 5-way CE over the masked nucleotides.
-        decoder_heads (4), decoder_layers (1): size of that decoder.
+        decoder_heads (4), decoder_layers (1): size of the reconstruction decoder.
         lambda_distill (1.0), lambda_recon (1.0): loss weights.
-        mlm_only (False): baseline without the teacher: a linear head predicts the masked
-            nucleotides straight from the encoder; disables distillation and the decoder.
     Fine-tuning
         num_labels (2), classifier_dropout (0.0): `HadForSequenceClassification`.
     """
@@ -78,15 +85,13 @@ class HadConfig(PretrainedConfig):
         gdn_impl: str = "auto",
         initializer_range: float = 0.02,
         teacher_dim: int = 1024,
-        use_distill: bool = True,
+        objective: str = "had",
         distill_mode: str = "span_mean",
         target_layernorm: bool = False,
-        use_recon: bool = True,
         decoder_heads: int = 4,
         decoder_layers: int = 1,
         lambda_distill: float = 1.0,
         lambda_recon: float = 1.0,
-        mlm_only: bool = False,
         classifier_dropout: float = 0.0,
         **kwargs,
     ):
@@ -107,15 +112,13 @@ class HadConfig(PretrainedConfig):
         self.gdn_impl = gdn_impl
         self.initializer_range = initializer_range
         self.teacher_dim = teacher_dim
-        self.use_distill = use_distill
+        self.objective = _legacy_objective(kwargs) or objective
         self.distill_mode = distill_mode
         self.target_layernorm = target_layernorm
-        self.use_recon = use_recon
         self.decoder_heads = decoder_heads
         self.decoder_layers = decoder_layers
         self.lambda_distill = lambda_distill
         self.lambda_recon = lambda_recon
-        self.mlm_only = mlm_only
         self.classifier_dropout = classifier_dropout
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         self._validate()
@@ -131,7 +134,7 @@ class HadConfig(PretrainedConfig):
     @classmethod
     def from_kwargs(cls, kwargs: dict, where: str = "student") -> "HadConfig":
         names = cls.field_names()
-        unknown = sorted(set(kwargs) - set(names))
+        unknown = sorted(set(kwargs) - set(names) - set(LEGACY_SWITCHES))
         if unknown:
             hints = [f"'{k}' (did you mean '{c[0]}'?)" if (c := difflib.get_close_matches(k, names, n=1)) else f"'{k}'"
                      for k in unknown]
@@ -144,11 +147,15 @@ class HadConfig(PretrainedConfig):
 
     @property
     def has_distill(self) -> bool:
-        return self.use_distill and not self.mlm_only
+        return self.objective in ("had", "distill")
 
     @property
     def has_recon(self) -> bool:
-        return self.use_recon and not self.mlm_only
+        return self.objective in ("had", "recon")
+
+    @property
+    def has_mlm(self) -> bool:
+        return self.objective == "mlm"
 
     def _validate(self) -> None:
         def check(ok: bool, msg: str) -> None:
@@ -160,6 +167,22 @@ class HadConfig(PretrainedConfig):
         check(self.gdn_impl in GDN_IMPLS, f"gdn_impl must be one of {GDN_IMPLS}, got {self.gdn_impl!r}")
         check(self.d_model % self.attn_heads == 0, f"d_model {self.d_model} not divisible by attn_heads {self.attn_heads}")
         check(self.d_model % self.decoder_heads == 0, f"d_model {self.d_model} not divisible by decoder_heads {self.decoder_heads}")
-        check(self.mlm_only or self.use_distill or self.use_recon,
-              "use_distill and use_recon are both off: nothing to train (set mlm_only for the baseline)")
+        check(self.objective in OBJECTIVES, f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         check(self.conv_size >= 0 and self.n_gdn_layers >= 0, "conv_size and n_gdn_layers must be >= 0")
+
+
+def _legacy_objective(kwargs: dict) -> str | None:
+    """The objective that `LEGACY_SWITCHES` (popped from kwargs) name, or None when none is given.
+
+    Their old rule: mlm_only wins; else distillation and/or reconstruction, at least one.
+    """
+    given = {key: kwargs.pop(key) for key in LEGACY_SWITCHES if key in kwargs}
+    if not given:
+        return None
+    distill, recon = given.get("use_distill", True), given.get("use_recon", True)
+    if given.get("mlm_only", False):
+        return "mlm"
+    if not (distill or recon):
+        raise HadError("student config: use_distill and use_recon are both off: nothing to train "
+                       "(set mlm_only for the baseline)")
+    return "had" if distill and recon else "distill" if distill else "recon"

@@ -17,6 +17,7 @@ import torch
 
 from had.config import RunConfig, changes, config_hash
 from had.errors import HadError
+from had.student.configuration_had import LEGACY_SWITCHES, HadConfig
 
 # Manifest keys that do not decide the cached values (FORMAT.md): a cache moved, or rebuilt with the
 # same settings, is the same training data.
@@ -101,6 +102,7 @@ def load(path: Path, model, optimizer, scheduler, identity: dict, device: torch.
     saved = state.get("run")
     if saved is not None:  # checkpoints of a had that recorded fewer settings kept the student's apart
         saved = {**json.loads(json.dumps({f"student.{k}": v for k, v in state["student"].items()})), **saved}
+        saved = _as_objective(saved)
     check_same_run(path, saved, identity)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -135,3 +137,9 @@ def check_same_run(path: Path, saved: dict | None, identity: dict) -> None:
 def _checkpoints(root: Path) -> list[Path]:
     found = [p for p in root.glob("step-*") if p.is_dir() and p.name[5:].isdigit()]
     return sorted(found, key=lambda p: int(p.name[5:]))
+
+
+def _as_objective(saved: dict) -> dict:
+    """A run recorded before HadConfig.objective names it by the old switches: as its objective."""
+    old = {key: saved.pop(f"student.{key}") for key in LEGACY_SWITCHES if f"student.{key}" in saved}
+    return {**saved, "student.objective": HadConfig.from_kwargs(old).objective} if old else saved

@@ -15,7 +15,7 @@ LOSS_KEYS = ("loss", "loss_distill", "loss_recon", "loss_mlm")
 def loss_keys(model_cfg: HadConfig) -> tuple[str, ...]:
     """The LOSS_KEYS the student computes (the others are logged by no line)."""
     has = {"loss": True, "loss_distill": model_cfg.has_distill, "loss_recon": model_cfg.has_recon,
-           "loss_mlm": model_cfg.mlm_only}
+           "loss_mlm": model_cfg.has_mlm}
     return tuple(k for k in LOSS_KEYS if has[k])
 
 

@@ -14,9 +14,8 @@ import pytest
 import torch
 import zarr
 
-from had.cache_store import CacheReader, Layout, Storage, verify, write_shard
-from had.cache_store import manifest as manifest_io
-from had.cache_store.writer import create_store
+from had.cache_store import CacheItem, CacheReader, Layout, Storage, verify, write_shard
+from had.cache_store.writer import create_store, write_cache
 from had.errors import HadError
 
 
@@ -28,23 +27,19 @@ def _items(rng, n_items, length, dim, outliers=False):
         feats = rng.normal(size=(int((~masked).sum()), dim)).astype(np.float32)
         if outliers:
             feats[:, :2] *= 40.0
-        items.append({
-            "nucleotides": rng.integers(0, 5, length).astype(np.uint8),
-            "nt_mask": rng.random(length) < 0.15,
-            "spans": np.stack([np.arange(n), np.ones(n)], 1).astype(np.int32),
-            "token_masked": masked,
-            "features": feats,
-        })
+        items.append(CacheItem(
+            nucleotides=rng.integers(0, 5, length).astype(np.uint8),
+            nt_mask=rng.random(length) < 0.15,
+            spans=np.stack([np.arange(n), np.ones(n)], 1).astype(np.int32),
+            token_masked=masked,
+            features=feats,
+        ))
     return items
 
 
 def _write_cache(url, items, layout):
     storage = Storage(url)
-    identity = {"n_items": layout.n_items}
-    create_store(storage, layout, identity, overwrite=True)
-    records = [write_shard(storage, layout, s, [items[i] for i in layout.shard_range(s)])
-               for s in range(layout.n_shards)]
-    manifest_io.write(storage, manifest_io.build(identity, layout, records))
+    write_cache(storage, layout, {"n_items": layout.n_items}, items, overwrite=True)
     return storage
 
 
@@ -66,30 +61,31 @@ def test_round_trip_against_zarr_and_dtype_casts(url, dtype):
     for i, item in enumerate(items):
         got = reader[i]
         for key in ("nucleotides", "nt_mask", "spans", "token_masked"):
-            assert got[key].dtype == item[key].dtype and np.array_equal(got[key], item[key]), key
-        n, n_vis = len(item["spans"]), len(item["features"])
-        assert got["features"].shape == (n_vis, 16) and got["features"].dtype == np.float32
+            want, have = getattr(item, key), getattr(got, key)
+            assert have.dtype == want.dtype and np.array_equal(have, want), key
+        n, n_vis = len(item.spans), len(item.features)
+        assert got.features.shape == (n_vis, 16) and got.features.dtype == np.float32
         # zarr-python reads the same objects: shard format and padding as specified.
-        assert np.array_equal(group["spans"][i, :n], item["spans"])
+        assert np.array_equal(group["spans"][i, :n], item.spans)
         assert np.all(group["spans"][i, n:] == -1)
-        assert np.array_equal(group["nucleotides"][i], item["nucleotides"])
+        assert np.array_equal(group["nucleotides"][i], item.nucleotides)
         stored = group["features"][i, :n_vis]
         if dtype == "fp16":
-            assert np.array_equal(got["features"], item["features"].astype(np.float16).astype(np.float32))
-            assert np.array_equal(stored, item["features"].astype(np.float16))
+            assert np.array_equal(got.features, item.features.astype(np.float16).astype(np.float32))
+            assert np.array_equal(stored, item.features.astype(np.float16))
             assert np.isnan(group["features"][i, n_vis:]).all()
         elif dtype == "bf16":
-            ref = torch.from_numpy(item["features"]).to(torch.bfloat16)
-            assert np.array_equal(got["features"], ref.float().numpy())
+            ref = torch.from_numpy(item.features).to(torch.bfloat16)
+            assert np.array_equal(got.features, ref.float().numpy())
             assert np.array_equal(stored.view(np.int16), ref.view(torch.int16).numpy())
         else:
             assert np.all(group["features"][i, n_vis:] == -128)
-            cos = np.sum(got["features"] * item["features"], 1) / (
-                np.linalg.norm(got["features"], axis=1) * np.linalg.norm(item["features"], axis=1))
+            cos = np.sum(got.features * item.features, 1) / (
+                np.linalg.norm(got.features, axis=1) * np.linalg.norm(item.features, axis=1))
             assert cos.min() > 0.99
     with pytest.raises(IndexError):
         reader[11]
-    assert np.array_equal(reader[-1]["spans"], items[-1]["spans"])
+    assert np.array_equal(reader[-1].spans, items[-1].spans)
 
 
 def test_int8_standardised_cosine_with_outlier_channels(tmp_path):
@@ -98,8 +94,8 @@ def test_int8_standardised_cosine_with_outlier_channels(tmp_path):
     items = _items(rng, 8, 240, 64, outliers=True)
     _write_cache(str(tmp_path / "c"), items, layout)
     reader = CacheReader(str(tmp_path / "c"))
-    ref = np.concatenate([it["features"] for it in items])
-    got = np.concatenate([reader[i]["features"] for i in range(8)])
+    ref = np.concatenate([it.features for it in items])
+    got = np.concatenate([reader[i].features for i in range(8)])
     mu, sd = ref.mean(0), ref.std(0)
     a, b = (ref - mu) / sd, (got - mu) / sd
     std_cos = np.mean(np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)))
@@ -142,7 +138,7 @@ def test_missing_shard_object_and_corruption_are_detected(tmp_path):
     report = verify(path)
     assert not report["ok"] and report["bad"] == [(1, "features", "size or crc32c mismatch")]
     os.remove(feats)
-    assert CacheReader(path)[0]["features"].shape[1] == 4  # shard 0 is intact
+    assert CacheReader(path)[0].features.shape[1] == 4  # shard 0 is intact
     with pytest.raises(HadError, match="damaged"):
         CacheReader(path)[4]
 
@@ -157,11 +153,11 @@ def test_local_writes_are_atomic_and_reader_survives_pickle_and_fork(tmp_path):
     reader = CacheReader(path)
     reader[0]  # opens descriptors in the parent
     clone = pickle.loads(pickle.dumps(reader))
-    assert np.array_equal(clone[5]["features"], reader[5]["features"])
+    assert np.array_equal(clone[5].features, reader[5].features)
     loader = torch.utils.data.DataLoader(reader, batch_size=None, num_workers=2,
                                          multiprocessing_context="fork")
     for i, item in enumerate(loader):
-        assert np.array_equal(item["spans"].numpy(), items[i]["spans"])
+        assert np.array_equal(item.spans, items[i].spans)
 
 
 def _chunk_location(shard_file, spec, k):
@@ -196,8 +192,8 @@ def test_corrupt_chunks_and_index_raise_naming_cache_array_and_shard(tmp_path):
     reader = CacheReader(str(root))
     for i in (0, 1, 2, 3, 4, 7):  # every other item, the damaged shard's included, still reads exactly
         got = reader[i]
-        assert np.array_equal(got["nucleotides"], items[i]["nucleotides"])
-        assert np.array_equal(got["features"], items[i]["features"].astype(np.float16).astype(np.float32))
+        assert np.array_equal(got.nucleotides, items[i].nucleotides)
+        assert np.array_equal(got.features, items[i].features.astype(np.float16).astype(np.float32))
     index_file = root / specs["spans"].shard_key(0)
     _flip(index_file, index_file.stat().st_size - 10)
     with pytest.raises(HadError, match=rf"{root}: spans shard 0 .*index checksum mismatch"):
@@ -250,7 +246,7 @@ def test_format_1_caches_still_read(tmp_path):
     old = CacheReader(str(root))
     assert old.manifest["format_version"] == 1 and verify(str(root))["ok"]
     for i in range(6):
-        assert all(np.array_equal(old[i][k], expected[i][k]) for k in expected[i])
+        assert all(np.array_equal(getattr(old[i], k), v) for k, v in vars(expected[i]).items())
 
 
 @pytest.mark.parametrize("damage", ["truncated", "shape", "codec", "missing", "root identity"])
@@ -283,3 +279,45 @@ def test_damaged_metadata_documents_are_errors_naming_the_file(tmp_path, damage)
     for check in (lambda: verify(str(root)), lambda: CacheReader(str(root))):
         with pytest.raises(HadError, match=rf"^{root}/{name}: .*damaged"):
             check()
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda items: items[:-1], "holds 4 items, got 3"),
+    (lambda items: [CacheItem(it.nucleotides[:-1], it.nt_mask[:-1], it.spans, it.token_masked, it.features)
+                    for it in items], "has 23 nucleotides, the cache's window is 24"),
+    (lambda items: [CacheItem(it.nucleotides, it.nt_mask, it.spans[:-1], it.token_masked, it.features)
+                    for it in items], "token mask values"),
+    (lambda items: [CacheItem(it.nucleotides, it.nt_mask, it.spans, it.token_masked, it.features[1:])
+                    for it in items], "features of shape"),
+    (lambda items: [CacheItem(it.nucleotides, it.nt_mask, it.spans, it.token_masked, it.features[:, :3])
+                    for it in items], "teacher_dim 4"),
+    (lambda items: [CacheItem(it.nucleotides, it.nt_mask, it.spans, it.token_masked) for it in items],
+     "features of shape None"),
+])
+def test_items_that_do_not_fit_the_layout_are_refused_before_any_write(tmp_path, bad, message):
+    layout = Layout(n_items=8, window=24, teacher_dim=4, shard_items=4)
+    storage = Storage(str(tmp_path / "c"))
+    create_store(storage, layout, {"n_items": 8})
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(HadError, match=f"{tmp_path / 'c'}: shard 1.*{message}"):
+        write_shard(storage, layout, 1, bad(_items(np.random.default_rng(0), 4, 24, 4)))
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_store_lifecycle_decides_from_the_identity_alone(tmp_path):
+    """New, resume, refuse or replace, from the identity recorded in the store (no run config)."""
+    from had.cache_store.lifecycle import prepare_store, store_action
+
+    layout = Layout(n_items=4, window=24, teacher_dim=4, shard_items=4)
+    storage = Storage(str(tmp_path / "c"))
+    assert store_action(storage, {"n_items": 4, "teacher": "a"}, overwrite=False) == "new"
+    prepare_store(storage, layout, {"n_items": 4, "teacher": "a"}, overwrite=False, files={"config.yaml": b"x: 1\n"})
+    assert (tmp_path / "c" / "config.yaml").read_bytes() == b"x: 1\n"
+    identity = {"n_items": 4, "teacher": "a", "layout": layout.to_dict()}  # as create_store records it
+    assert store_action(storage, identity, overwrite=False) == "resume"
+    other = identity | {"teacher": "b"}
+    with pytest.raises(HadError, match=f"--out {tmp_path / 'c'} .*differs in: teacher.*pass --overwrite"):
+        store_action(storage, other, overwrite=False)
+    assert store_action(storage, other, overwrite=True) == "replace"
+    prepare_store(storage, layout, other, overwrite=True)
+    assert store_action(storage, other, overwrite=False) == "resume" and not (tmp_path / "c" / "config.yaml").exists()

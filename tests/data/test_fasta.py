@@ -239,8 +239,6 @@ def test_window_config_errors(tmp_path):
     bed = tmp_path / "r.bed"
     cases = [
         (dict(fasta=""), "genome.fasta is not set"),
-        (dict(window=0), "genome.window"),
-        (dict(max_n_fraction=1.5), "genome.max_n_fraction"),
         (dict(contigs=["chrX"]), r"genome.contigs: \['chrX'\]"),
         (dict(exclude_contigs=["b"]), "genome.exclude_contigs"),
         (dict(split="train"), "needs a BED"),

@@ -134,5 +134,5 @@ def test_cli_probe_and_a_bad_protocol(tiny_esm, gue_root, tmp_path):
     assert json.loads(row["protocol"])["kind"] == "probe" and row["probe_c"] in probe.C_GRID
     result = runner.invoke(app, ["eval", "--config", "tiny", "--model", str(tiny_esm), "--data-root", str(gue_root),
                                  "--benchmark", "gue", "--protocol", "lasso", "--out", str(tmp_path / "f")])
-    assert result.exit_code == 1 and "eval.protocol (--protocol) 'lasso'" in result.output
+    assert result.exit_code == 1 and "eval.protocol='lasso': must be one of finetune, probe" in result.output
     assert "Traceback" not in result.output

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from had.kernels import GDNInputs
+from had.kernels import GDNInputs, gated_delta_rule
 
 
 def rel_rms(a: torch.Tensor, ref: torch.Tensor, floor: float = 1e-2) -> float:
@@ -69,3 +69,12 @@ def case_grid(chunks=(64,), max_rows=None):
 def lengths_for(B, T, ragged):
     """Ragged lengths (full, half, T-3) or None."""
     return torch.tensor([T, max(1, T // 2), max(1, T - 3)][:B]) if ragged else None
+
+
+def bidirectional_reference(fwd: GDNInputs, bwd: GDNInputs, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """naive(x) and flip(naive(flip(x))), one sequence at a time, sliced to its real length."""
+    o_f, o_b = torch.zeros_like(fwd.v), torch.zeros_like(bwd.v)
+    for b, L in enumerate(lengths.tolist()):
+        o_f[b, :L] = gated_delta_rule(*(x[b:b + 1, :L] for x in fwd), impl="naive")[0][0]
+        o_b[b, :L] = gated_delta_rule(*(x[b:b + 1, :L].flip(1) for x in bwd), impl="naive")[0][0].flip(0)
+    return o_f, o_b

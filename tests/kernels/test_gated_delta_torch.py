@@ -1,9 +1,8 @@
 """Chunked PyTorch path and public API against the token-by-token naive recurrence."""
 import pytest
 import torch
-from gdn_testing import case_grid, grads, lengths_for, make_inputs, rel_rms
+from gdn_testing import bidirectional_reference, case_grid, grads, lengths_for, make_inputs, rel_rms
 
-from had.errors import HadError
 from had.kernels import GDNInputs, bidirectional_gated_delta_rule, gated_delta_rule
 from had.kernels.gated_delta.chunk_torch import chunk_gated_delta_rule_torch
 
@@ -61,22 +60,12 @@ def test_torch_chunked_gradcheck_float64(use_qk_l2norm):
     assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-6, rtol=1e-5)
 
 
-def _bidirectional_reference(fwd, bwd, lengths):
-    """naive(x) and flip(naive(flip(x))), one sequence at a time, sliced to its real length."""
-    o_f, o_b = torch.zeros_like(fwd.v), torch.zeros_like(bwd.v)
-    for b, L in enumerate(lengths.tolist()):
-        rows = lambda x, flip: (x[b:b + 1, :L].flip(1) if flip else x[b:b + 1, :L])  # noqa: E731
-        o_f[b, :L] = gated_delta_rule(*(rows(x, False) for x in fwd), impl="naive")[0][0]
-        o_b[b, :L] = gated_delta_rule(*(rows(x, True) for x in bwd), impl="naive")[0][0].flip(0)
-    return o_f, o_b
-
-
 @pytest.mark.parametrize("impl", ["torch", "naive"])
 def test_bidirectional_matches_per_sequence_flips(impl):
     B, T, H, K, V = 3, 70, 2, 16, 32
     lengths = torch.tensor([70, 33, 1])
     fwd, bwd = make_inputs(B, T, H, K, V, lengths, seed=1), make_inputs(B, T, H, K, V, lengths, seed=2)
-    ref = _bidirectional_reference(fwd, bwd, lengths)
+    ref = bidirectional_reference(fwd, bwd, lengths)
     out = bidirectional_gated_delta_rule(fwd, bwd, lengths=lengths, impl=impl)
     for a, r in zip(out, ref):
         assert torch.isfinite(a).all() and rel_rms(a, r) <= TOL
@@ -106,13 +95,14 @@ def test_auto_on_cpu_uses_torch_path_and_warns_once(monkeypatch):
     (dict(lengths=torch.tensor([3, 3])), "lengths must be"),
     (dict(initial_state=torch.zeros(1, 1, 16, 8)), "initial_state must be"),
 ])
-def test_user_errors_name_the_option(bad, match):
+def test_caller_errors_name_the_argument(bad, match):
+    """Wrong shapes or impl names are programming errors (ValueError); HadConfig checks gdn_impl for users."""
     x = make_inputs(1, 5, 1, 16, 16)
-    with pytest.raises(HadError, match=match):
+    with pytest.raises(ValueError, match=match):
         gated_delta_rule(*x, **bad)
 
 
-def test_shape_mismatch_is_a_user_error():
+def test_shape_mismatch_is_a_programming_error():
     x = make_inputs(1, 5, 1, 16, 16)
-    with pytest.raises(HadError, match="beta must be"):
+    with pytest.raises(ValueError, match="beta must be"):
         gated_delta_rule(*GDNInputs(x.q, x.k, x.v, x.g, x.beta[:, :4]), impl="torch")

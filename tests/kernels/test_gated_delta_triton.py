@@ -5,7 +5,7 @@ ragged choice of the issue appears many times, but not their full product (the i
 """
 import pytest
 import torch
-from gdn_testing import case_grid, grads, lengths_for, make_inputs, rel_rms
+from gdn_testing import bidirectional_reference, case_grid, grads, lengths_for, make_inputs, rel_rms
 
 from had.kernels import bidirectional_gated_delta_rule, gated_delta_rule
 
@@ -53,15 +53,6 @@ def test_triton_gate_extremes(gate):
         assert torch.isfinite(a).all() and rel_rms(a, r) <= TOL
 
 
-def _bidirectional_reference(fwd, bwd, lengths):
-    """naive(x) and flip(naive(flip(x))), one sequence at a time, sliced to its real length."""
-    o_f, o_b = torch.zeros_like(fwd.v), torch.zeros_like(bwd.v)
-    for b, L in enumerate(lengths.tolist()):
-        o_f[b, :L] = gated_delta_rule(*(x[b:b + 1, :L] for x in fwd), impl="naive")[0][0]
-        o_b[b, :L] = gated_delta_rule(*(x[b:b + 1, :L].flip(1) for x in bwd), impl="naive")[0][0].flip(0)
-    return o_f, o_b
-
-
 @pytest.mark.parametrize("B,T,H,K,V,lengths", [
     pytest.param(3, 70, 1, 16, 32, [70, 33, 1], id="padded-B3-T70"),
     pytest.param(1, 64, 1, 32, 32, [64], id="full-B1-T64"),
@@ -70,7 +61,7 @@ def test_triton_bidirectional_matches_per_sequence_flips(B, T, H, K, V, lengths)
     lengths = torch.tensor(lengths)
     fwd = make_inputs(B, T, H, K, V, lengths, seed=1, device=DEVICE)
     bwd = make_inputs(B, T, H, K, V, lengths, seed=2, device=DEVICE)
-    ref = _bidirectional_reference(fwd, bwd, lengths)
+    ref = bidirectional_reference(fwd, bwd, lengths)
     out = bidirectional_gated_delta_rule(fwd, bwd, lengths=lengths.to(DEVICE), impl="triton")
     for a, r in zip(out, ref):
         assert torch.isfinite(a).all() and rel_rms(a, r) <= TOL

@@ -18,8 +18,9 @@ import pytest
 import torch
 from transformers import EsmForMaskedLM
 
+from had import featurize
 from had.cache_store import CacheReader, Storage
-from had.config import load_config
+from had.config import MaskConfig, TeacherConfig, load_config
 from had.data.masking import grouping_mask
 from had.data.tokenizer import NTv2Tokenizer
 from had.errors import HadError
@@ -70,11 +71,11 @@ def reference(genome, teacher_dir, tmp_path_factory):
     return out
 
 
-def _files(root: Path) -> dict[str, bytes]:
-    """Every file of a cache; manifest without its timestamp, config.yaml (holds the path) left out."""
+def _files(root: Path, config: bool = False) -> dict[str, bytes]:
+    """Every file of a cache; manifest without its timestamp, config.yaml (holds the path) left out unless config."""
     out = {}
     for path in sorted(root.rglob("*")):
-        if path.is_file() and path.name != "config.yaml":
+        if path.is_file() and (config or path.name != "config.yaml"):
             data = path.read_bytes()
             if path.name == "manifest.json":
                 manifest = json.loads(data)
@@ -98,22 +99,22 @@ def test_items_equal_fasta_tokenizer_masks_and_a_direct_teacher_forward(genome, 
         codes = np.array([CODE.get(c, 4) for c in genome[1][name][start:start + WINDOW].upper()], np.uint8)
         if view == 1:
             codes = np.array([COMPLEMENT[c] for c in codes[::-1]], np.uint8)
-        assert np.array_equal(item["nucleotides"], codes)
+        assert np.array_equal(item.nucleotides, codes)
         ids, spans = tok.tokenize(codes)
-        assert np.array_equal(item["spans"], spans)
+        assert np.array_equal(item.spans, spans)
         masked, _ = grouping_mask(tok.maskable(ids), spans, WINDOW, 0.15, 0, w, view)
-        assert np.array_equal(item["token_masked"], masked)
+        assert np.array_equal(item.token_masked, masked)
         expected_nt = np.zeros(WINDOW, bool)
         for (s, n) in spans[masked]:
             assert n == 6
             expected_nt[s:s + n] = True
-        assert np.array_equal(item["nt_mask"], expected_nt)
+        assert np.array_equal(item.nt_mask, expected_nt)
         shown = np.concatenate([[tok.cls_id], np.where(masked, tok.mask_id, ids)])
         with torch.no_grad():
             direct = model(input_ids=torch.from_numpy(shown)[None]).last_hidden_state[0, 1:].numpy()
         visible = direct[~masked]
-        assert item["features"].shape == visible.shape
-        np.testing.assert_allclose(item["features"], visible, atol=2e-3, rtol=2e-3)  # fp16 storage
+        assert item.features.shape == visible.shape
+        np.testing.assert_allclose(item.features, visible, atol=2e-3, rtol=2e-3)  # fp16 storage
 
 
 def test_ntv2_cache_bitwise_identical_to_before_the_tokenizer_families(reference):
@@ -123,10 +124,49 @@ def test_ntv2_cache_bitwise_identical_to_before_the_tokenizer_families(reference
     for i in range(len(reader)):
         item = reader[i]
         for key in ("nucleotides", "nt_mask", "spans", "token_masked"):
-            h.update(np.ascontiguousarray(item[key]).tobytes())
-        h.update(str(item["features"].shape).encode())
+            h.update(np.ascontiguousarray(getattr(item, key)).tobytes())
+        h.update(str(item.features.shape).encode())
     assert h.hexdigest() == "229c2bcf900d9c02828aab4110df9f3213cfea3e089e663fc1ea304bd0bc0247"
     assert reader.manifest["tokenizer_family"] == "kmer" and reader.manifest["tokenizer_specials"] == 1
+
+
+GOLDEN_FILES = Path(__file__).resolve().parent / "golden_cache_files.json"
+
+
+def _file_hashes(root: Path, replace: dict[str, str]) -> dict[str, str]:
+    """sha256 of every file of a cache (_files, config.yaml kept), the run's temporary paths replaced by names."""
+    out = {}
+    for name, data in _files(root, config=True).items():
+        for old, new in replace.items():
+            data = data.replace(old.encode(), new.encode())
+        out[name] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["fp16", "bf16", "int8"])
+def test_whole_cache_bitwise_identical_to_the_recorded_one(genome, teacher_dir, reference, tmp_path, dtype):
+    """Every file of a cache per feature dtype equals the one had wrote at 9ddff3b (before the cache-side
+    refactor of issue 15). Features (and the records holding their checksums) depend on the CPU's kernels:
+    they are compared on the torch build and CPU capability that recorded them, the other files everywhere.
+    HAD_UPDATE_GOLDEN=1 re-records."""
+    out = reference if dtype == "fp16" else tmp_path / "cache"
+    if dtype != "fp16":
+        cache_teacher.run(make_cfg(genome, teacher_dir, out, **{"cache.feature_dtype": dtype}))
+    replace = {str(out): "<out>", str(genome[0]): "<fasta>", str(teacher_dir): "<teacher>"}
+    got = {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+           "files": _file_hashes(out, replace)}
+    golden = json.loads(GOLDEN_FILES.read_text()) if GOLDEN_FILES.exists() else {}
+    if os.environ.get("HAD_UPDATE_GOLDEN") == "1":
+        GOLDEN_FILES.write_text(json.dumps(golden | {dtype: got}, indent=1, sort_keys=True) + "\n")
+        golden[dtype] = got
+    want = golden[dtype]
+    assert sorted(got["files"]) == sorted(want["files"])
+    if (got["torch"], got["cpu_capability"]) == (want["torch"], want["cpu_capability"]):
+        assert got["files"] == want["files"]
+        return
+    numeric = ("features/", "scales/", "chan_mean/", "chan_std/", "_commit/", "manifest.json")
+    assert {k: v for k, v in got["files"].items() if not k.startswith(numeric)} == \
+        {k: v for k, v in want["files"].items() if not k.startswith(numeric)}
 
 
 def test_rerun_is_a_no_op_and_other_configs_are_refused(genome, teacher_dir, reference, tmp_path, capsys):
@@ -190,7 +230,7 @@ def test_overwrite_only_ever_replaces_a_had_cache(genome, teacher_dir, reference
 
 
 def test_unreachable_scheduler_is_a_one_line_error(genome, teacher_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(cache_teacher, "SCHEDULER_TIMEOUT_S", 1)
+    monkeypatch.setattr("had.cluster.SCHEDULER_TIMEOUT_S", 1)
     for address in ("tcp://127.0.0.1:1", "nonsense"):
         with pytest.raises(HadError, match=f"--scheduler {address}: cannot connect"):
             cache_teacher.run(make_cfg(genome, teacher_dir, tmp_path / "cache", **{"cache.scheduler": address}))
@@ -203,7 +243,7 @@ def test_fsspec_url_cache_equals_local_cache(genome, teacher_dir, reference):
     assert cache_teacher.info(url)["ok"]
     assert [s["objects"] for s in got.manifest["shards"]] == [s["objects"] for s in ref.manifest["shards"]]
     for i in range(0, len(ref), 7):
-        assert all(np.array_equal(got[i][k], ref[i][k]) for k in ref[i])
+        assert all(np.array_equal(getattr(got[i], k), v) for k, v in vars(ref[i]).items())
 
 
 def test_bad_inputs_fail_clearly_and_touch_nothing(genome, teacher_dir, tmp_path):
@@ -359,7 +399,7 @@ def test_a_resume_under_other_numerics_is_stated_and_agrees_within_tolerance(gen
     recorded as such, the summary and cache-info say the cache is mixed, and features agree with an
     uninterrupted run within the documented tolerance."""
     out = tmp_path / "cache"
-    written, write = [], cache_teacher._write
+    written, write = [], featurize.write
 
     def interrupted(*args):
         if len(written) == 2:
@@ -367,10 +407,10 @@ def test_a_resume_under_other_numerics_is_stated_and_agrees_within_tolerance(gen
         written.append(args[1].shard)
         return write(*args)
 
-    monkeypatch.setattr(cache_teacher, "_write", interrupted)
+    monkeypatch.setattr(featurize, "write", interrupted)
     with pytest.raises(KeyboardInterrupt):
         cache_teacher.run(make_cfg(genome, teacher_dir, out))
-    monkeypatch.setattr(cache_teacher, "_write", write)
+    monkeypatch.setattr(featurize, "write", write)
     capsys.readouterr()
     cache_teacher.run(make_cfg(genome, teacher_dir, out, **{"teacher.cpu_threads": 2}))
     manifest = CacheReader(str(out)).manifest
@@ -384,8 +424,8 @@ def test_a_resume_under_other_numerics_is_stated_and_agrees_within_tolerance(gen
     for i in range(len(ref)):
         a, b = got[i], ref[i]
         for key in ("nucleotides", "nt_mask", "spans", "token_masked"):
-            assert np.array_equal(a[key], b[key])
-        np.testing.assert_allclose(a["features"], b["features"], rtol=2**-9, atol=1e-4)  # FORMAT.md's bound
+            assert np.array_equal(getattr(a, key), getattr(b, key))
+        np.testing.assert_allclose(a.features, b.features, rtol=2**-9, atol=1e-4)  # FORMAT.md's bound
     assert "all 5 shards" in _info_numerics(reference, capsys)
 
 
@@ -445,8 +485,8 @@ def test_gpu_slots_overlap_preparing_with_a_forward_that_never_runs_twice(genome
             return out
         return wrapper
 
-    monkeypatch.setattr(cache_teacher, "compute_features", timed("forward", cache_teacher.compute_features))
-    monkeypatch.setattr(cache_teacher, "prepare_items", timed("prepare", cache_teacher.prepare_items))
+    monkeypatch.setattr(featurize, "compute_features", timed("forward", featurize.compute_features))
+    monkeypatch.setattr(featurize, "prepare_items", timed("prepare", featurize.prepare_items))
     out = tmp_path / "cache"
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources={"GPU": 2},
                       dashboard_address=":0") as cluster:
@@ -467,11 +507,11 @@ def test_scheduler_jobs_carry_absolute_paths(genome, teacher_dir, reference, tmp
     seen = []
 
     def recording(job, teacher):
-        seen.append((job.url, job.fasta, job.teacher["model"]))
+        seen.append((job.url, job.fasta, job.teacher.model))
         return prepare_items(job, teacher)
 
-    prepare_items = cache_teacher.prepare_items
-    monkeypatch.setattr(cache_teacher, "prepare_items", recording)
+    prepare_items = featurize.prepare_items
+    monkeypatch.setattr(featurize, "prepare_items", recording)
     monkeypatch.chdir(tmp_path)
     relative = (Path(os.path.relpath(genome[0])), genome[1])
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster:
@@ -480,7 +520,7 @@ def test_scheduler_jobs_carry_absolute_paths(genome, teacher_dir, reference, tmp
     assert seen and set(seen) == {(str(tmp_path / "cache"), str(genome[0]), str(teacher_dir))}
     arrays = [{k: v for k, v in _files(root).items() if "/" in k} for root in (tmp_path / "cache", reference)]
     assert arrays[0] == arrays[1]  # the root's attributes name the teacher as given (relative here)
-    job = cache_teacher._for_workers(cache_teacher.ShardJob(
-        url="memory://c", layout=None, teacher={"model": "InstaDeepAI/nt-v2"}, mask={}, fasta="g.fa", contigs=(),
-        window_id=None, contig=None, start=None, first_window=0, shard=0))
-    assert (job.url, job.teacher["model"]) == ("memory://c", "InstaDeepAI/nt-v2")  # URLs and hub ids as given
+    job = featurize.ShardJob(
+        url="memory://c", layout=None, teacher=TeacherConfig(model="InstaDeepAI/nt-v2"), mask=MaskConfig(),
+        fasta="g.fa", contigs=(), window_id=None, contig=None, start=None, first_window=0, shard=0).for_workers()
+    assert (job.url, job.teacher.model) == ("memory://c", "InstaDeepAI/nt-v2")  # URLs and hub ids as given

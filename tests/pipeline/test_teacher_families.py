@@ -52,19 +52,19 @@ def _check_items(cache: Path, teacher: Path, n: int = 6):
     model = BertModel.from_pretrained(teacher, add_pooling_layer=False).eval()
     for i in range(n):
         item = reader[i]
-        text = alphabet.decode(item["nucleotides"])
+        text = alphabet.decode(item.nucleotides)
         enc = hf(text, return_offsets_mapping=True, return_special_tokens_mask=True)
         seq = [j for j, special in enumerate(enc["special_tokens_mask"]) if not special]
-        assert [(s, s + n) for s, n in item["spans"].tolist()] == [enc["offset_mapping"][j] for j in seq]
+        assert [(s, s + n) for s, n in item.spans.tolist()] == [enc["offset_mapping"][j] for j in seq]
         expected_nt = np.zeros(len(text), bool)
-        for s, n in item["spans"][item["token_masked"]]:
+        for s, n in item.spans[item.token_masked]:
             expected_nt[s:s + n] = True
-        assert np.array_equal(item["nt_mask"], expected_nt) and item["token_masked"].any()
+        assert np.array_equal(item.nt_mask, expected_nt) and item.token_masked.any()
         ids = np.array(enc["input_ids"])
-        ids[np.array(seq)[item["token_masked"]]] = hf.mask_token_id
+        ids[np.array(seq)[item.token_masked]] = hf.mask_token_id
         with torch.no_grad():
             out = model(input_ids=torch.from_numpy(ids)[None]).last_hidden_state[0].numpy()
-        np.testing.assert_allclose(item["features"], out[np.array(seq)[~item["token_masked"]]], atol=2e-3, rtol=2e-3)
+        np.testing.assert_allclose(item.features, out[np.array(seq)[~item.token_masked]], atol=2e-3, rtol=2e-3)
 
 
 @pytest.mark.parametrize("family", ["bpe", "char"])
@@ -96,7 +96,7 @@ def test_span_tokens_masks_contiguous_runs_of_a_char_teacher(inputs):
     _ok(["cache-teacher", "--config", "tiny", "--fasta", str(root / "genome.fa"), "--teacher", str(root / "char"),
          "--out", str(cache), "--shard-windows", "8", "--set", "mask.span_tokens=8"])
     item = CacheReader(str(cache))[0]
-    runs = np.flatnonzero(item["nt_mask"]).reshape(-1, 8)
+    runs = np.flatnonzero(item.nt_mask).reshape(-1, 8)
     assert (runs[:, 0] % 8 == 0).all() and (np.diff(runs, axis=1) == 1).all()
 
 

@@ -261,6 +261,20 @@ def test_resume_refuses_another_run_before_touching_it(tmp_path):
         train.run(_cfg(tmp_path, steps=2, resume=True), cache)
 
 
+def test_resume_accepts_a_checkpoint_that_named_the_objective_by_the_old_switches(tmp_path):
+    cache = FakeCache(n_items=12, window=WINDOW)
+    train.run(_cfg(tmp_path, steps=2), cache)
+    state_path = tmp_path / "checkpoints" / "step-2" / "state.pt"
+    state = torch.load(state_path, weights_only=False)
+    for record, prefix in ((state["student"], ""), (state["run"], "student.")):
+        assert record.pop(f"{prefix}objective") == "had"
+        record.update({f"{prefix}use_distill": True, f"{prefix}use_recon": True, f"{prefix}mlm_only": False})
+    torch.save(state, state_path)
+    train.run(_cfg(tmp_path, steps=2, resume=True), cache)  # the same run: nothing left to do
+    with pytest.raises(HadError, match=r"student.objective had \(now mlm\)"):
+        train.run(_student(_cfg(tmp_path, steps=2, resume=True), objective="mlm"), cache)
+
+
 def test_start_without_checkpoint_keeps_the_earlier_metrics(tmp_path, capsys):
     earlier = '{"step": 1, "loss": 9.0}\n{"step": 2, "loss": 8.0}\n'
     tmp_path.mkdir(exist_ok=True)
@@ -307,7 +321,7 @@ class _PoisonedCache(FakeCache):
         item = super().__getitem__(i)
         self.reads += 1
         if self.reads > self.after:
-            item["features"] = item["features"] * np.nan
+            item.features = item.features * np.nan
         return item
 
 

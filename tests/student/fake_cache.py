@@ -1,4 +1,4 @@
-"""In-memory cache items in the exact "Cache item" format (ARCHITECTURE.md), for tests without a cache.
+"""In-memory `CacheItem`s (had/cache_store/item.py), for tests without a cache.
 
 Tokens, spans and masks come from the real NTv2 tokenizer and grouping mask; the teacher features
 are a fixed random embedding of each visible token's id, so the distillation target is learnable.
@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from had.data.masking import grouping_mask
+from had.cache_store import CacheItem
+from had.config import MaskConfig
+from had.featurize import masked_item
 from had.data.tokenizer import NTv2Tokenizer
 
 TINY_STUDENT = dict(d_model=32, n_gdn_layers=2, n_heads=2, head_dim=16, mlp_hidden=64, attn_heads=2,
@@ -31,26 +33,21 @@ class FakeCache:
     def __len__(self) -> int:
         return len(self.seqs)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, i: int) -> CacheItem:
         nuc = self.seqs[i]
         ids, spans = self.tok.tokenize(nuc)
-        token_masked, nt_mask = grouping_mask(self.tok.maskable(ids), spans, len(nuc), 0.15, self.seed, i, 0)
-        return {"nucleotides": nuc, "nt_mask": nt_mask, "spans": spans, "token_masked": token_masked,
-                "features": self.table[ids[~token_masked]]}
+        item = masked_item(nuc, ids, spans, self.tok, MaskConfig(ratio=0.15, seed=self.seed), i, 0)
+        item.features = self.table[ids[~item.token_masked]]
+        return item
 
 
 def write_cache(path, cache: FakeCache, shard_items: int = 8, feature_dtype: str = "fp16") -> str:
     """Write `cache`'s items as a real on-disk cache with had.cache_store (the writer's own calls)."""
-    from had.cache_store import Layout, Storage, write_shard
-    from had.cache_store import manifest as manifest_io
-    from had.cache_store.writer import create_store
+    from had.cache_store import Layout, Storage
+    from had.cache_store.writer import write_cache
 
     layout = Layout(n_items=len(cache), window=cache.manifest["window"], teacher_dim=cache.manifest["teacher_dim"],
                     feature_dtype=feature_dtype, shard_items=shard_items)
     identity = {**cache.manifest, "feature_dtype": feature_dtype, "layout": layout.to_dict()}
-    storage = Storage(str(path))
-    create_store(storage, layout, identity)
-    records = [write_shard(storage, layout, s, [cache[i] for i in layout.shard_range(s)])
-               for s in range(layout.n_shards)]
-    manifest_io.write(storage, manifest_io.build(identity, layout, records))
+    write_cache(Storage(str(path)), layout, identity, cache)
     return str(path)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from fake_cache import FakeCache
 
+from had.cache_store import CacheItem
 from had.data.alphabet import MASK, PAD
 from had.data.tokenizer_load import load_tokenizer
 from had.student import collate_cache_items
@@ -29,10 +30,9 @@ def _ragged_items(tok=None):
     cache = FakeCache(n_items=3, window=50, n_fraction=0.1, seed=3, tok=tok)
     items = [cache[i] for i in range(3)]
     short = cache[1]  # a shorter window: the batch must pad it
-    keep = short["spans"][:, 0] + short["spans"][:, 1] <= 31
-    items[1] = {"nucleotides": short["nucleotides"][:31], "nt_mask": short["nt_mask"][:31],
-                "spans": short["spans"][keep], "token_masked": short["token_masked"][keep],
-                "features": short["features"][: int((~short["token_masked"][keep]).sum())]}
+    keep = short.spans[:, 0] + short.spans[:, 1] <= 31
+    items[1] = CacheItem(short.nucleotides[:31], short.nt_mask[:31], short.spans[keep], short.token_masked[keep],
+                         short.features[: int((~short.token_masked[keep]).sum())])
     return items
 
 
@@ -40,28 +40,28 @@ def test_collate_matches_item_by_item_reading(tok):
     items = _ragged_items(tok)
     batch = collate_cache_items(items)
     for b, it in enumerate(items):
-        L = len(it["nucleotides"])
+        L = len(it.nucleotides)
         for t in range(batch["input_ids"].shape[1]):
             if t >= L:
                 assert batch["input_ids"][b, t] == PAD and batch["attention_mask"][b, t] == 0
                 continue
-            masked = bool(it["nt_mask"][t])
-            assert batch["input_ids"][b, t] == (MASK if masked else it["nucleotides"][t])
+            masked = bool(it.nt_mask[t])
+            assert batch["input_ids"][b, t] == (MASK if masked else it.nucleotides[t])
             assert batch["nt_mask"][b, t] == masked
         # visible tokens in order: token j covers spans[j]; targets row j is its feature
         vis = 0
         expected_token = np.full(batch["nt_token"].shape[1], -1)
-        for (start, length), masked in zip(it["spans"], it["token_masked"]):
+        for (start, length), masked in zip(it.spans, it.token_masked):
             if not masked:
                 expected_token[start : start + length] = vis
-                np.testing.assert_array_equal(batch["targets"][b, vis].numpy(), it["features"][vis])
+                np.testing.assert_array_equal(batch["targets"][b, vis].numpy(), it.features[vis])
                 vis += 1
         np.testing.assert_array_equal(batch["nt_token"][b].numpy(), expected_token)
-        assert batch["target_mask"][b].sum() == vis == len(it["features"])
+        assert batch["target_mask"][b].sum() == vis == len(it.features)
         labels = batch["masked_labels"][b]
         positions = batch["masked_positions"][b][labels != -100].numpy()
-        np.testing.assert_array_equal(positions, np.flatnonzero(it["nt_mask"]))
-        np.testing.assert_array_equal(labels[labels != -100].numpy(), it["nucleotides"][positions])
+        np.testing.assert_array_equal(positions, np.flatnonzero(it.nt_mask))
+        np.testing.assert_array_equal(labels[labels != -100].numpy(), it.nucleotides[positions])
 
 
 def test_span_mean_matches_loop(tok):

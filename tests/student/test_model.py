@@ -1,5 +1,6 @@
 """The student: parameter budget, padding, gradients, ablations, save/load, overfitting, kernel paths."""
 import importlib.util
+import json
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ import torch
 from fake_cache import TINY_STUDENT, FakeCache
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
+from had.cache_store import CacheItem
 from had.errors import HadError
 from had.student import HadConfig, HadForPretraining, HadForSequenceClassification, HadModel, collate_cache_items
 
@@ -84,17 +86,17 @@ def test_gradients_reach_every_parameter():
 
 @pytest.mark.parametrize("switch, gone, losses", [
     (dict(), set(), {"loss_distill", "loss_recon"}),
-    (dict(use_distill=False), {"distill_head"}, {"loss_recon"}),
-    (dict(use_recon=False), {"decoder"}, {"loss_distill"}),
+    (dict(objective="recon"), {"distill_head"}, {"loss_recon"}),
+    (dict(objective="distill"), {"decoder"}, {"loss_distill"}),
     (dict(use_attention=False), {"had.attention_block"}, {"loss_distill", "loss_recon"}),
-    (dict(mlm_only=True), {"distill_head", "decoder"}, {"loss_mlm"}),
+    (dict(objective="mlm"), {"distill_head", "decoder"}, {"loss_mlm"}),
 ], ids=["full", "no-distill", "no-recon", "no-attention", "mlm-only"])
 def test_ablation_switches(switch, gone, losses):
     full = set(HadForPretraining(_tiny()).param_counts())
     model = HadForPretraining(_tiny(lambda_distill=0.7, lambda_recon=1.3, **switch))
     have = set(model.param_counts())
     assert full - have == gone
-    assert have - full == ({"mlm_head"} if switch.get("mlm_only") else set())
+    assert have - full == ({"mlm_head"} if switch.get("objective") == "mlm" else set())
     out = model(**_batch())
     present = {k for k in ("loss_distill", "loss_recon", "loss_mlm") if getattr(out, k) is not None}
     assert present == losses
@@ -138,14 +140,14 @@ def _items_masked(fraction_masked: float, n=3, window=40):
         nuc = cache.seqs[i]
         ids, spans = cache.tok.tokenize(nuc)
         token_masked = np.full(len(ids), fraction_masked == 1.0)
-        items.append({"nucleotides": nuc, "nt_mask": np.full(len(nuc), fraction_masked == 1.0), "spans": spans,
-                      "token_masked": token_masked, "features": cache.table[ids[~token_masked]]})
+        items.append(CacheItem(nuc, np.full(len(nuc), fraction_masked == 1.0), spans, token_masked,
+                               cache.table[ids[~token_masked]]))
     return collate_cache_items(items)
 
 
 def test_recon_loss_is_the_mean_cross_entropy_over_masked_nucleotides():
     torch.manual_seed(0)
-    model = HadForPretraining(_tiny(use_distill=False))
+    model = HadForPretraining(_tiny(objective="recon"))
     batch = _batch()
     out = model(**batch)
     visible = batch["attention_mask"].bool() & ~batch["nt_mask"]
@@ -155,7 +157,7 @@ def test_recon_loss_is_the_mean_cross_entropy_over_masked_nucleotides():
     torch.testing.assert_close(out.loss_recon, torch.stack(nll).mean())
 
 
-@pytest.mark.parametrize("switch", [dict(), dict(mlm_only=True)], ids=["had", "mlm-only"])
+@pytest.mark.parametrize("switch", [dict(), dict(objective="mlm")], ids=["had", "mlm-only"])
 def test_losses_stay_finite_when_nothing_is_masked_or_visible(switch):
     """Mask ratio 0 (no masked nucleotide) or every token masked (no teacher target): the empty
     branch contributes 0 with a zero gradient instead of a NaN mean, the other branch is unchanged."""
@@ -179,7 +181,7 @@ def test_losses_stay_finite_when_nothing_is_masked_or_visible(switch):
 def test_recon_decoder_reads_only_visible_positions():
     """Perturbing the encoder state at a masked position must not change other queries' logits."""
     torch.manual_seed(0)
-    model = HadForPretraining(_tiny(use_distill=False)).eval()
+    model = HadForPretraining(_tiny(objective="recon")).eval()
     batch = _batch(n=1)
     h = model.had(batch["input_ids"], batch["attention_mask"]).last_hidden_state
     visible = batch["attention_mask"].bool() & ~batch["nt_mask"]
@@ -286,3 +288,30 @@ def test_cuda_triton_student_matches_torch_path():
     assert rel(h, h_ref) < 1e-3
     bad = {n: rel(g[n], g_ref[n]) for n in g_ref if rel(g[n], g_ref[n]) >= 1e-2}
     assert not bad, bad
+
+
+@pytest.mark.parametrize("switches, objective", [
+    (dict(use_distill=True, use_recon=True, mlm_only=False), "had"),
+    (dict(use_distill=False), "recon"),
+    (dict(use_recon=False), "distill"),
+    (dict(mlm_only=True), "mlm"),
+    (dict(mlm_only=True, use_distill=False, use_recon=False), "mlm"),
+], ids=["both", "no-distill", "no-recon", "mlm-only", "mlm-only-wins"])
+def test_configs_with_the_old_switches_still_load(tmp_path, switches, objective):
+    """Saved model configs and `student:` sections written before `objective` name it by three booleans."""
+    assert HadConfig.from_kwargs(dict(switches)).objective == objective
+    HadConfig().save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["objective"]
+    path.write_text(json.dumps({**saved, **switches}))
+    loaded = HadConfig.from_pretrained(tmp_path)
+    assert loaded.objective == objective
+    assert not set(loaded.to_dict()) & {"use_distill", "use_recon", "mlm_only"}
+
+
+def test_no_objective_is_refused():
+    with pytest.raises(HadError, match="use_distill and use_recon are both off: nothing to train"):
+        HadConfig.from_kwargs({"use_distill": False, "use_recon": False})
+    with pytest.raises(HadError, match=r"objective must be one of \('had', 'distill', 'recon', 'mlm'\), got 'kd'"):
+        HadConfig(objective="kd")

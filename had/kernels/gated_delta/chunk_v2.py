@@ -1,7 +1,9 @@
 """Triton gated delta rule v2: one forward and one backward launch for both directions, chunk 16, one warp.
 
 One program owns one (sequence, head, direction), keeps the fp32 state [K, V] in registers and walks the
-sequence in chunks of 16 (design and measurements: shared/notes/gdn_kernel_v2.md). Differences from chunk.py:
+sequence in chunks of 16: the chunked kernels are limited by instruction issue, not by bytes, and per token
+chunk 16 issues the fewest warp-instructions (v1's forward at chunk 16 / 32 / 64: 495 / 731 / 2130, H100 times
+in about the same ratio; timings in benchmarks/RESULTS.md). Differences from chunk.py:
 
 - the unit-lower inverse (I + L)⁻¹ by block recursion on tensor cores (3 levels of two 16x16 dots) instead of
   a row-by-row substitution;
@@ -24,7 +26,6 @@ import torch
 import triton
 import triton.language as tl
 
-from had.errors import HadError
 
 CHUNK = 16
 DEFAULT_WARPS = 1
@@ -229,7 +230,6 @@ def gdn_v2_bwd_kernel(
     vv = tl.arange(0, BV)
     mk = (kk < K)[None, :]
     mv = (vv < V)[None, :]
-    incl = o[:, None] >= o[None, :]
     strict = o[:, None] > o[None, :]
     q_ptr = _seq(q_ptr, b, h, sq_b, sq_h)
     k_ptr = _seq(k_ptr, b, h, sq_b, sq_h)
@@ -347,11 +347,11 @@ def _strides(ts: list[torch.Tensor]) -> tuple[list[torch.Tensor], tuple[int, ...
 def _mode(x: torch.Tensor, operands: str | None) -> int:
     """Operand mode: bf16 dots for bf16/fp16 inputs, IEEE fp32 dots for fp32 inputs, unless `operands` says."""
     if x.dtype not in (torch.float32, torch.bfloat16, torch.float16):
-        raise HadError(f"GDN triton_v2: q, k, v must be float32, bfloat16 or float16, got {x.dtype}")
+        raise TypeError(f"GDN triton_v2: q, k, v must be float32, bfloat16 or float16, got {x.dtype}")
     if operands is None:
         return OPERANDS["fp32" if x.dtype == torch.float32 else "bf16"]
     if operands not in OPERANDS:
-        raise HadError(f"GDN triton_v2: operands={operands!r} is not one of {', '.join(OPERANDS)}")
+        raise ValueError(f"GDN triton_v2: operands={operands!r} is not one of {', '.join(OPERANDS)}")
     return OPERANDS[operands]
 
 

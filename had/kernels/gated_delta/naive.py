@@ -1,6 +1,7 @@
 """Plain gated-delta-rule recurrence: the oracle every faster path is tested against.
 
-Per batch element and head (state `h = Sᵀ ∈ R^{K×V}`, see ../../../../shared/notes/gdn_math.md §1):
+Per batch element and head, with the state stored as fla stores it, `h = Sᵀ ∈ R^{K×V}` (the GDN paper
+writes `S ∈ R^{V×K}` and `o_t = S_t q_t`):
 
     h' = exp(g_t) h_{t-1};   e_t = beta_t (v_t - h'ᵀ k_t);   h_t = h' + k_t e_tᵀ;   o_t = scale · h_tᵀ q_t
 

@@ -33,28 +33,29 @@ class GDNInputs(NamedTuple):
 
 
 def _check(x: GDNInputs, lengths: torch.Tensor | None, initial_state: torch.Tensor | None, where: str) -> None:
+    """ValueError for a wrong shape: the calling code's bug, not something a user of `had` sets."""
     if x.q.dim() != 4:
-        raise HadError(f"{where}: q must be [B, T, H, K], got shape {tuple(x.q.shape)}")
+        raise ValueError(f"{where}: q must be [B, T, H, K], got shape {tuple(x.q.shape)}")
     B, T, H, K = x.q.shape
     if x.k.shape != x.q.shape:
-        raise HadError(f"{where}: k shape {tuple(x.k.shape)} != q shape {tuple(x.q.shape)}")
+        raise ValueError(f"{where}: k shape {tuple(x.k.shape)} != q shape {tuple(x.q.shape)}")
     if x.v.dim() != 4 or x.v.shape[:3] != (B, T, H):
-        raise HadError(f"{where}: v must be [B, T, H, V] = [{B}, {T}, {H}, V], got {tuple(x.v.shape)}")
+        raise ValueError(f"{where}: v must be [B, T, H, V] = [{B}, {T}, {H}, V], got {tuple(x.v.shape)}")
     for name in ("g", "beta"):
         if getattr(x, name).shape != (B, T, H):
-            raise HadError(f"{where}: {name} must be [B, T, H] = [{B}, {T}, {H}], got {tuple(getattr(x, name).shape)}")
+            raise ValueError(f"{where}: {name} must be [B, T, H] = [{B}, {T}, {H}], got {tuple(getattr(x, name).shape)}")
     if lengths is not None and lengths.shape != (B,):
-        raise HadError(f"{where}: lengths must be [B] = [{B}], got {tuple(lengths.shape)}")
+        raise ValueError(f"{where}: lengths must be [B] = [{B}], got {tuple(lengths.shape)}")
     V = x.v.shape[-1]
     if initial_state is not None and initial_state.shape != (B, H, K, V):
-        raise HadError(f"{where}: initial_state must be [B, H, K, V] = [{B}, {H}, {K}, {V}], "
+        raise ValueError(f"{where}: initial_state must be [B, H, K, V] = [{B}, {H}, {K}, {V}], "
                        f"got {tuple(initial_state.shape)}")
 
 
 def _resolve(impl: str, x: torch.Tensor, where: str) -> str:
     global _warned_fallback
     if impl not in IMPLS:
-        raise HadError(f"{where}: impl={impl!r} is not one of {', '.join(IMPLS)}")
+        raise ValueError(f"{where}: impl={impl!r} is not one of {', '.join(IMPLS)}")
     if impl.startswith("triton") and not x.is_cuda and os.environ.get("TRITON_INTERPRET") != "1":
         raise HadError(f"{where}: impl={impl!r} needs CUDA tensors (or TRITON_INTERPRET=1); use impl='torch' on CPU")
     if impl != "auto":
@@ -151,7 +152,7 @@ def bidirectional_gated_delta_rule(
     _check(fwd, lengths, None, "bidirectional_gated_delta_rule(fwd)")
     _check(bwd, lengths, None, "bidirectional_gated_delta_rule(bwd)")
     if fwd.q.shape != bwd.q.shape or fwd.v.shape != bwd.v.shape:
-        raise HadError("bidirectional_gated_delta_rule: fwd and bwd inputs must have the same shapes")
+        raise ValueError("bidirectional_gated_delta_rule: fwd and bwd inputs must have the same shapes")
     scale = fwd.q.shape[-1] ** -0.5 if scale is None else scale
     impl = _resolve(impl, fwd.q, "bidirectional_gated_delta_rule")
     if impl == "triton":
