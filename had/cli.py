@@ -305,6 +305,9 @@ def eval_(
     benchmark: Optional[str] = typer.Option(
         None, help="nt (Nucleotide Transformer), gb (Genomic Benchmarks) or gue." + _default("eval.benchmark")),
     task: Optional[list[str]] = typer.Option(None, "--task", help="Task to run (repeatable; default: every task found)."),
+    protocol: Optional[str] = typer.Option(
+        None, help="finetune (the whole encoder, per lr x seed) or probe (frozen encoder, mean-pooled features, "
+        "logistic regression with C chosen on validation; per seed)." + _default("eval.protocol")),
     nt_version: Optional[str] = typer.Option(
         None, help="NT task set: original or revised (recorded with the results)." + _default("eval.nt_version")),
     lr: Optional[list[float]] = typer.Option(
@@ -331,9 +334,10 @@ def eval_(
     ),
     set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP),
 ) -> None:
-    """Fine-tune and score a model on NT / Genomic Benchmarks / GUE (resumable sweeps).
+    """Fine-tune (or linearly probe) and score a model on NT / Genomic Benchmarks / GUE (resumable sweeps).
 
     Example: had eval --model runs/had/model --data-root data/nt --benchmark nt --out runs/eval-nt
+    Probe: had eval --protocol probe --model runs/had/model --data-root data/nt --out runs/probe-nt
     Options left out take the --config preset's value.
     """
     cfg = _config(config, _options(locals(), ("eval",), skip=("compare",), task="eval.tasks", lr="eval.lrs"), set_)
@@ -365,12 +369,13 @@ def demo(
 # tests/test_cli.py checks the list against the Experiment and TeacherPretrainConfig dataclasses.
 EXPERIMENT_KEYS_HELP = (
     " experiment.<key> sets the experiment itself (preset values in had/pipeline/experiment.py): "
-    "n_contigs, contig_length (synthetic genome size), cache_contigs (contigs the students read; null = all), "
-    "tasks, task_train, task_test, task_length (synthetic tasks), real_tasks, real_max_train (GUE tasks of "
-    "--data real, training rows; null = all), variants (students to train), eval_teacher (fine-tune the "
-    "teacher too). experiment.teacher.<key> sets the teacher's pretraining: hidden_size, num_layers, "
-    "num_heads, window, batch_size, steps, lr, weight_decay, warmup_fraction, mask_ratio, val_fraction, "
-    "val_windows, log_every, seed, device. E.g. --set experiment.eval_teacher=false "
+    "n_contigs, contig_length, repeat_fraction (synthetic genome), cache_contigs (contigs the students read; "
+    "null = all), tasks, task_train, task_test, task_length (synthetic tasks), real_tasks, real_max_train (GUE "
+    "tasks of --data real, training rows; null = all), variants (students to train), pretrain_seeds (students "
+    "per variant, the paired unit), finetune (fine-tune every model too: the second arm). "
+    "experiment.teacher.<key> sets the teacher's pretraining: hidden_size, num_layers, num_heads, window, "
+    "batch_size, steps, lr, weight_decay, warmup_fraction, mask_ratio, val_fraction, heldout_contig, "
+    "val_windows, log_every, seed, device. E.g. --set experiment.pretrain_seeds=5 --set experiment.finetune=true "
     "--set experiment.teacher.steps=100."
 )
 
@@ -378,7 +383,7 @@ EXPERIMENT_KEYS_HELP = (
 @app.command()
 @_user_errors
 def experiment(
-    preset: str = typer.Option("cpu", help="cpu (2 CPU cores, 30-45 min) or gpu (one GPU; bigger genome, teacher, tasks; unmeasured)."),
+    preset: str = typer.Option("cpu", help="cpu (2 CPU cores) or gpu (one GPU; bigger genome, teacher, tasks; unmeasured)."),
     data: str = typer.Option("synthetic", help="synthetic (generated from --seed, NT-layout tasks) or real "
                              "(a real genome and GUE tasks from --data-root)."),
     data_root: Optional[str] = typer.Option(
@@ -389,7 +394,8 @@ def experiment(
     out: str = typer.Option("runs/science", "--out", "-o", help="Folder for every artifact, summary.md and summary.png."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP + EXPERIMENT_KEYS_HELP),
 ) -> None:
-    """Does the distillation work? Teacher pretraining, HAD and its ablations, eval of all, and a verdict."""
+    """Does the distillation work? Teacher pretraining, HAD and its ablations over pretraining seeds, the linear
+    probe of all (fine-tuning too on request), a teacher gate and a verdict with paired bootstrap intervals."""
     from had.pipeline import experiment as pipeline
 
     ours, rest = pipeline.parse_overrides(_parse_sets(set_))

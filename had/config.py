@@ -204,6 +204,7 @@ class EvalConfig(Section):
     data_root: str = ""  # benchmark root folder
     benchmark: str = "nt"  # nt | gb | gue
     tasks: list[str] = field(default_factory=list)  # empty = every task under data_root
+    protocol: str = "finetune"  # finetune | probe (frozen encoder + logistic regression; no lrs, no epochs)
     nt_version: str = "revised"  # original | revised (recorded with every result)
     lrs: list[float] = field(default_factory=lambda: [1e-3, 2e-3])
     seeds: int = 10
@@ -222,6 +223,7 @@ class EvalConfig(Section):
 
     RULES = {
         "benchmark": _one_of(*BENCHMARKS),
+        "protocol": _one_of("finetune", "probe"),
         "nt_version": _one_of(*NT_VERSIONS),
         "lrs": _positive(),
         "seeds": _at_least(1),

@@ -4,9 +4,11 @@ The teacher the reproduction experiments distil: the architecture of `build_tiny
 (rotary ESM, pre-LN, NTv2's 4107-token vocabulary) scaled up, trained with NT's objective:
 15% of the 6-mer tokens of each window are replaced by the mask token and predicted with
 cross-entropy. Training windows are random N-free crops of the first (1 - val_fraction) of
-every contig; MLM accuracy is measured on fixed N-free windows tiled over the held-out tail of
-every contig, beside two chance levels (uniform over 6-mers, and always predicting the most
-frequent training 6-mer). The result is a `save_pretrained` directory with the tokenizer
+every contig (with `heldout_contig`: of every contig but the last, which is held out whole);
+MLM loss and accuracy are measured on fixed N-free windows tiled over the held-out part, beside
+two chance levels (uniform over 6-mers, and always predicting the most frequent training
+6-mer) and the loss of the training 6-mer frequencies without context (the 6-mer marginal),
+over all masked tokens and over those inside soft-masked (lower-case: repeat) letters. The result is a `save_pretrained` directory with the tokenizer
 files, so `had.teacher.load_teacher` (and `had cache-teacher`, `had eval`) read it.
 
     report = pretrain_teacher("genome.fa", "runs/teacher", TeacherPretrainConfig(steps=300))
@@ -51,6 +53,7 @@ class TeacherPretrainConfig:
     warmup_fraction: float = 0.05
     mask_ratio: float = 0.15
     val_fraction: float = 0.05  # tail of every contig held out for the MLM accuracy
+    heldout_contig: bool = False  # hold out the last contig whole instead (needs >= 2 contigs)
     val_windows: int = 256
     log_every: int = 50
     seed: int = 0
@@ -71,6 +74,10 @@ class TeacherPretrainReport:
     chance_uniform: float  # 1 / 4096
     chance_majority: float  # frequency of the most common 6-mer in training windows
     unigram_loss: float  # held-out cross-entropy of predicting the training 6-mer frequencies (no context)
+    repeat_tokens: int  # held-out masked tokens with most of their letters soft-masked (lower case)
+    repeat_loss: float | None  # the teacher's loss on those (None when there are none)
+    repeat_unigram_loss: float | None  # ... and the 6-mer marginal's
+    heldout: str  # what was held out: "contig <name>" or "tail <fraction> of every contig"
     config: dict
     fasta_fingerprint: str
 
@@ -90,18 +97,24 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
         print(f"teacher pretraining: reusing {out_dir} (same config and genome)", flush=True)
         return TeacherPretrainReport(**old)
     tok = NTv2Tokenizer.default()
-    contigs = [codes for _, codes in read_fasta(fasta)]
-    train_parts, val_parts = _split(contigs, cfg.val_fraction, cfg.window)
-    starts = [_n_free_starts(p, cfg.window) for p in train_parts]
+    contigs = [(codes, soft) for codes, soft in _read_soft_masked(fasta)]
+    if cfg.heldout_contig and len(contigs) < 2:
+        raise HadError(f"{fasta}: heldout_contig needs at least 2 contigs (the last is held out), found {len(contigs)}")
+    train_parts, val_parts = _split(contigs, cfg.val_fraction, cfg.window, cfg.heldout_contig)
+    starts = [_n_free_starts(p, cfg.window) for p, _ in train_parts]
     val_windows = _tile(val_parts, cfg.window, cfg.val_windows)
     if not sum(s.size for s in starts) or not val_windows:
-        raise HadError(f"{fasta}: contigs too short for N-free teacher windows of {cfg.window} nt "
-                       f"with a {cfg.val_fraction:.0%} held-out tail")
+        held = "a held-out last contig" if cfg.heldout_contig else f"a {cfg.val_fraction:.0%} held-out tail"
+        raise HadError(f"{fasta}: contigs too short for N-free teacher windows of {cfg.window} nt with {held}")
+    train_parts = [p for p, _ in train_parts]
     rng = np.random.default_rng([cfg.seed, 7])
-    val = tok.batch_encode(val_windows)
+    val = tok.batch_encode([w for w, _ in val_windows])
     val_ids, val_attn = val["input_ids"], val["attention_mask"]
     val_mask = np.stack([sample_tokens(tok.is_kmer(row), cfg.mask_ratio, np.random.default_rng([cfg.seed, 8, i]))
                          for i, row in enumerate(val_ids)])
+    # A window of N-free letters tokenizes into CLS + whole 6-mers (+ a shorter tail token): token j >= 1
+    # covers letters 6(j-1) .. 6j; it is "in a repeat" when most of them are lower case.
+    val_repeat = np.stack([_token_majority(soft, val_ids.shape[1]) for _, soft in val_windows]) & val_mask
 
     tmp = Path(out_dir).with_name(Path(out_dir).name + ".init")
     build_tiny_teacher(tmp, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
@@ -122,7 +135,7 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
         ids = batch["input_ids"]
         counts += np.bincount(ids[tok.is_kmer(ids)], minlength=tok.vocab_size)
         masked = np.stack([sample_tokens(tok.is_kmer(row), cfg.mask_ratio, rng) for row in ids])
-        loss = _mlm_loss(model, ids, batch["attention_mask"], masked, tok, device)[0]
+        loss = _mlm_loss(model, ids, batch["attention_mask"], masked, tok, device)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -137,33 +150,58 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
 
     model.eval()
     with torch.no_grad():
-        val_loss, val_acc = _mlm_loss(model, val_ids, val_attn, val_mask, tok, device)
+        nll, hit = _masked_nll(model, val_ids, val_attn, val_mask, tok, device)
+    marginal = _marginal_nll(counts, tok.is_kmer(np.arange(tok.vocab_size)), val_ids[val_mask])
+    in_repeat = val_repeat[val_mask]
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir, safe_serialization=True)
     for name in TOKENIZER_FILES:
         shutil.copyfile(TOKENIZER_DIR / name, out_dir / name)
     report = TeacherPretrainReport(
         parameters=params, steps=cfg.steps, seconds=time.perf_counter() - start,
-        first_loss=logged[0], last_loss=logged[-1], val_loss=float(val_loss), val_accuracy=float(val_acc),
+        first_loss=logged[0], last_loss=logged[-1], val_loss=float(nll.mean()), val_accuracy=float(hit.mean()),
         chance_uniform=1 / 4096, chance_majority=float(counts.max() / counts.sum()),
-        unigram_loss=_unigram_loss(counts, tok.is_kmer(np.arange(tok.vocab_size)), val_ids[val_mask]),
+        unigram_loss=float(marginal.mean()), repeat_tokens=int(in_repeat.sum()),
+        repeat_loss=_mean(nll[in_repeat]), repeat_unigram_loss=_mean(marginal[in_repeat]),
+        heldout=f"contig {_names(fasta)[-1]}" if cfg.heldout_contig else f"tail {cfg.val_fraction} of every contig",
         config=asdict(cfg),
         fasta_fingerprint=fingerprint,
     )
     (out_dir / REPORT).write_text(json.dumps(asdict(report), indent=2) + "\n")
     print(f"teacher: held-out MLM accuracy {report.val_accuracy:.4f} (chance: uniform {report.chance_uniform:.5f}, "
           f"most frequent 6-mer {report.chance_majority:.4f}), loss {report.val_loss:.3f} (6-mer frequencies "
-          f"without context: {report.unigram_loss:.3f}) -> {out_dir}", flush=True)
+          f"without context: {report.unigram_loss:.3f}); inside repeats ({report.repeat_tokens} tokens) "
+          f"{report.repeat_loss or float('nan'):.3f} (marginal {report.repeat_unigram_loss or float('nan'):.3f}); held out: {report.heldout} "
+          f"-> {out_dir}", flush=True)
     return report
 
 
-def _split(contigs: list[np.ndarray], val_fraction: float, window: int) -> tuple[list, list]:
-    """Every contig cut into a training head and a held-out tail (parts shorter than a window dropped)."""
+def _read_soft_masked(fasta: str | Path):
+    """(codes uint8 [L], soft mask bool [L]) of every record: `read_fasta`'s codes, and which letters
+    are lower case (soft-masked repeats), read from the raw letters."""
+    from had.data.fasta import _open
+
+    with _open(Path(fasta)) as f:
+        records = f.read().split(b">")[1:]
+    for (_, codes), record in zip(read_fasta(fasta), records):
+        raw = np.frombuffer(b"".join(record.split(b"\n")[1:]).replace(b"\r", b""), dtype=np.uint8)
+        yield codes, (raw >= ord("a")) & (raw <= ord("z"))
+
+
+def _names(fasta: str | Path) -> list[str]:
+    return [name for name, _ in read_fasta(fasta)]
+
+
+def _split(contigs: list[tuple], val_fraction: float, window: int, heldout_contig: bool) -> tuple[list, list]:
+    """(codes, soft mask) pairs cut into training parts and held-out parts (parts shorter than a window
+    dropped): the last contig whole when `heldout_contig`, else the tail of every contig."""
+    if heldout_contig:
+        return [c for c in contigs[:-1] if c[0].size >= window], [c for c in contigs[-1:] if c[0].size >= window]
     train, val = [], []
-    for codes in contigs:
+    for codes, soft in contigs:
         cut = round(codes.size * (1 - val_fraction))
-        train += [codes[:cut]] if cut >= window else []
-        val += [codes[cut:]] if codes.size - cut >= window else []
+        train += [(codes[:cut], soft[:cut])] if cut >= window else []
+        val += [(codes[cut:], soft[cut:])] if codes.size - cut >= window else []
     return train, val
 
 
@@ -185,29 +223,56 @@ def _crop(parts: list[np.ndarray], starts: list[np.ndarray], window: int, rng: n
     return parts[k][start : start + window]
 
 
-def _tile(parts: list[np.ndarray], window: int, limit: int) -> list[np.ndarray]:
-    """Non-overlapping N-free windows over the parts, at most `limit` of them."""
-    tiles = (p[s : s + window] for p in parts for s in range(0, p.size - window + 1, window))
-    return [w for w in tiles if not (w == alphabet.N).any()][:limit]
+def _tile(parts: list[tuple], window: int, limit: int) -> list[tuple]:
+    """Non-overlapping N-free (codes, soft mask) windows over the parts, at most `limit` of them."""
+    tiles = ((p[s : s + window], m[s : s + window]) for p, m in parts for s in range(0, p.size - window + 1, window))
+    return [(w, m) for w, m in tiles if not (w == alphabet.N).any()][:limit]
 
 
-def _unigram_loss(counts: np.ndarray, is_kmer: np.ndarray, targets: np.ndarray) -> float:
-    """Cross-entropy on target ids [n] of the 6-mer frequencies counts [V] (add-one smoothed over the
+def _token_majority(soft: np.ndarray, width: int) -> np.ndarray:
+    """Soft mask bool [L] of an N-free window -> per token of its encoding (CLS first, right padded
+    to `width`) whether most of its letters are soft-masked, bool [width]."""
+    out = np.zeros(width, dtype=bool)
+    for j, at in enumerate(range(0, soft.size, 6), start=1):
+        out[j] = soft[at : at + 6].mean() > 0.5
+    return out
+
+
+def _marginal_nll(counts: np.ndarray, is_kmer: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Cross-entropy per target id [n] of the 6-mer frequencies counts [V] (add-one smoothed over the
     6-mers, is_kmer bool [V]): the loss of a model that learned the marginal and nothing from context."""
     p = (counts + is_kmer) / (counts + is_kmer).sum()
-    return float(-np.log(p[targets]).mean())
+    return -np.log(p[targets])
 
 
-def _mlm_loss(model, ids: np.ndarray, attention_mask: np.ndarray, masked: np.ndarray, tok: NTv2Tokenizer,
-              device: torch.device):
-    """Mean cross-entropy and accuracy over the masked tokens; ids, attention_mask int64 [B, T], masked bool [B, T]."""
+def _mean(x: np.ndarray) -> float | None:
+    return float(x.mean()) if x.size else None
+
+
+def _masked_logits(model, ids: np.ndarray, attention_mask: np.ndarray, masked: np.ndarray, tok: NTv2Tokenizer,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits [n_masked, V], targets [n_masked]) of the masked tokens; ids, attention_mask int64 [B, T],
+    masked bool [B, T]; masked tokens in row-major order."""
     ids_t = torch.from_numpy(ids).to(device)
     masked_t = torch.from_numpy(masked).to(device)
     inputs = ids_t.masked_fill(masked_t, tok.mask_id)
     hidden = model.esm(input_ids=inputs, attention_mask=torch.from_numpy(attention_mask).to(device)).last_hidden_state
-    logits = model.lm_head(hidden[masked_t])  # [n_masked, V]: the vocabulary projection only where it is scored
-    target = ids_t[masked_t]
-    loss = torch.nn.functional.cross_entropy(logits.float(), target)
-    return loss, (logits.argmax(-1) == target).float().mean()
+    return model.lm_head(hidden[masked_t]).float(), ids_t[masked_t]  # the projection only where it is scored
+
+
+def _mlm_loss(model, ids, attention_mask, masked, tok, device) -> torch.Tensor:
+    """Mean cross-entropy over the masked tokens (arguments as `_masked_logits`)."""
+    return torch.nn.functional.cross_entropy(*_masked_logits(model, ids, attention_mask, masked, tok, device))
+
+
+def _masked_nll(model, ids, attention_mask, masked, tok, device, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Per masked token (row-major): cross-entropy float [n] and whether the argmax is right bool [n]."""
+    nll, hit = [], []
+    for at in range(0, len(ids), batch):
+        part = slice(at, at + batch)
+        logits, target = _masked_logits(model, ids[part], attention_mask[part], masked[part], tok, device)
+        nll.append(torch.nn.functional.cross_entropy(logits, target, reduction="none").cpu().numpy())
+        hit.append((logits.argmax(-1) == target).cpu().numpy())
+    return np.concatenate(nll), np.concatenate(hit)
 
 

@@ -174,6 +174,7 @@ OPTION_KEYS = {
     "eval": [
         ("--model", "m-dir", "eval.model", "m-dir"), ("--data-root", "d-dir", "eval.data_root", "d-dir"),
         ("--benchmark", "gue", "eval.benchmark", "gue"), ("--task", "t1", "eval.tasks", ["t1"]),
+        ("--protocol", "probe", "eval.protocol", "probe"),
         ("--nt-version", "original", "eval.nt_version", "original"), ("--lr", "0.5", "eval.lrs", [0.5]),
         ("--seeds", "3", "eval.seeds", 3), ("--epochs", "2", "eval.epochs", 2),
         ("--batch-size", "4", "eval.batch_size", 4), ("--max-length", "60", "eval.max_length", 60),

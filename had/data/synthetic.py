@@ -19,7 +19,8 @@ motifs obeying spacing and orientation rules). Motifs are position weight matric
 The tasks reuse the same grammar and background model (see TASKS): most are
 solvable from one local arrangement of motifs; ``enhancers_long_range`` needs the
 relative orientation of two motifs at opposite ends of the sequence (an XOR, so
-no single motif or k-mer count decides it).
+no single motif or k-mer count decides it); ``repeat_family`` asks which repeat
+family a diverged fragment comes from (the families share one composition).
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ TATA_TO_START = 31  # nt from the TATA box's first base to the start motif's fir
 PAIR_SPACING = 12  # enhancer rule: tf1 starts this many nt after tf0 ends, same strand
 N_TF = 4
 MIN_TASK_LENGTH = 100  # room for an enhancer's motif pair and extra sites
+REPEAT_LENGTHS = (300, 240, 180)  # consensus lengths of the interspersed repeat families (SINE-like)
+REPEAT_DIVERGENCE = (0.02, 0.15)  # per-copy substitution rate, uniform in this range (older copies diverge more)
 
 
 @dataclass(frozen=True)
@@ -118,11 +121,9 @@ def make_grammar(seed: int) -> Grammar:
             if consensus != alphabet.decode(alphabet.reverse_complement(alphabet.encode(consensus))):
                 break
         motifs[f"tf{i}"] = Motif(f"tf{i}", consensus, _pwm(consensus, 0.85))
-    repeats = (
-        _background(rng, 300, 0.55),  # SINE-like
-        _background(rng, 1500, 0.38),  # LINE-like
-        _background(rng, 120, 0.45),  # a shorter family
-    )
+    # A few consensus elements of a few hundred nt at one GC content: which family a fragment comes
+    # from is told by its sequence (what a model can learn from the genome), not by its composition.
+    repeats = tuple(_background(rng, length, 0.45) for length in REPEAT_LENGTHS)
     return Grammar(motifs, repeats)
 
 
@@ -213,8 +214,13 @@ def _enhancer(rng: np.random.Generator, g: Grammar, length: int = 200, gc: float
     return b
 
 
-def _contig(rng: np.random.Generator, g: Grammar, name: str, length: int) -> tuple[np.ndarray, np.ndarray, list[Element]]:
-    """One contig: codes uint8 [length], soft mask bool [length], planted elements."""
+def _contig(rng: np.random.Generator, g: Grammar, name: str, length: int, repeat_fraction: float
+            ) -> tuple[np.ndarray, np.ndarray, list[Element]]:
+    """One contig: codes uint8 [length], soft mask bool [length], planted elements.
+
+    Repeat copies are dropped at random places until they cover `repeat_fraction` of the contig
+    (before genes, enhancers and gaps are laid over them).
+    """
     seq = np.empty(length, dtype=np.uint8)
     pos = 0
     while pos < length:  # isochores: regions of 5-60 kb with their own GC content
@@ -223,24 +229,27 @@ def _contig(rng: np.random.Generator, g: Grammar, name: str, length: int) -> tup
         pos += region
 
     soft = np.zeros(length, dtype=bool)
-    copies = int(0.2 * length / 400)  # ~20% repeats, as in mammalian genomes (~45-50% real)
-    for _ in range(copies):
+    covered = 0
+    while covered < repeat_fraction * length:
         if rng.random() < 0.2:  # microsatellite: a 1-6 nt unit repeated
             unit = rng.integers(0, 4, int(rng.integers(1, 7))).astype(np.uint8)
             copy = _mutate(rng, np.tile(unit, int(rng.integers(8, 40))), 0.03)
         else:
             family = g.repeats[rng.integers(len(g.repeats))]
             keep = int(rng.integers(family.size // 3, family.size + 1))  # 5'-truncated copies
-            copy = _mutate(rng, family[-keep:], float(rng.uniform(0.02, 0.2)))
+            copy = _mutate(rng, family[-keep:], float(rng.uniform(*REPEAT_DIVERGENCE)))
             if rng.random() < 0.5:
                 copy = alphabet.reverse_complement(copy)
         at = int(rng.integers(0, max(length - copy.size, 1)))
-        seq[at : at + copy.size] = copy[: length - at]
+        copy = copy[: length - at]
+        covered += copy.size - int(soft[at : at + copy.size].sum())
+        seq[at : at + copy.size] = copy
         soft[at : at + copy.size] = True
 
     elements = []
     pos = int(rng.integers(0, min(5_000, length // 10) + 1))
     seq[:pos] = N  # telomere-like gap
+    soft[:pos] = False
     if pos:
         elements.append(Element(name, 0, pos, "+", "gap"))
     while True:
@@ -276,10 +285,11 @@ def contig_name(i: int) -> str:
 
 
 def write_genome(path: str | Path, seed: int, n_contigs: int = 4, contig_length: int = 500_000,
-                 line_width: int = 60) -> list[Element]:
+                 line_width: int = 60, repeat_fraction: float = 0.2) -> list[Element]:
     """Write a synthetic genome FASTA (contigs ``syn1``..) and its ``.fai``; return the planted elements.
 
     About 0.3 s per Mb on one core. Repeats are soft-masked (lower case), gaps are N.
+    `repeat_fraction`: the share of each contig repeat copies are dropped on (mammals: about half).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -290,7 +300,7 @@ def write_genome(path: str | Path, seed: int, n_contigs: int = 4, contig_length:
     for i in range(n_contigs):
         name = contig_name(i)
         rng = np.random.default_rng([seed, 1, i])
-        seq, soft, planted = _contig(rng, grammar, name, contig_length)
+        seq, soft, planted = _contig(rng, grammar, name, contig_length, repeat_fraction)
         elements += planted
         text = np.where(soft, lower[seq], upper[seq])
         out += f">{name}\n".encode()
@@ -381,6 +391,22 @@ def _regulatory_types(rng, g, label, length):
     return _Builder(_background(rng, length, float(rng.uniform(0.38, 0.6))))
 
 
+def _repeat_family(rng, g, label, length):
+    """A diverged fragment of a copy of repeat family `label` (either strand, 10-25% substitutions)
+    in a background of the same GC: which family it is, told by sequence, not composition (as a
+    repeat annotator does). The fragment is `length` nt, or the whole copy in flanks if shorter."""
+    family = g.repeats[label]
+    size = min(length, family.size)
+    at = int(rng.integers(0, family.size - size + 1))
+    piece = _mutate(rng, family[at : at + size], float(rng.uniform(0.1, 0.25)))
+    b = _Builder(_background(rng, length, 0.45))
+    start = int(rng.integers(0, length - size + 1))
+    strand = "+-"[rng.integers(2)]
+    b.seq[start : start + size] = piece if strand == "+" else alphabet.reverse_complement(piece)
+    b.sites.append((start, start + size, strand, f"family{label}"))
+    return b
+
+
 Build = Callable[[np.random.Generator, Grammar, int, int], _Builder]
 # name -> (class names, sorted so that GB's sorted class folders give the same label ids; builder)
 TASKS: dict[str, tuple[tuple[str, ...], Build]] = {
@@ -390,6 +416,7 @@ TASKS: dict[str, tuple[tuple[str, ...], Build]] = {
     "enhancers": (("negative", "positive"), _enhancers),
     "enhancers_long_range": (("negative", "positive"), _enhancers_long_range),
     "regulatory_types": (("background", "enhancer", "promoter"), _regulatory_types),
+    "repeat_family": (tuple(f"family{i}" for i in range(len(REPEAT_LENGTHS))), _repeat_family),
 }
 SPLITS = ("train", "test")
 

@@ -108,6 +108,10 @@ class SequenceClassifier(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """input_ids, attention_mask [B, T] -> logits [B, n_classes] (fp32)."""
         h = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, T, D]
-        m = attention_mask.unsqueeze(-1).to(h.dtype)
-        pooled = (h * m).sum(1) / m.sum(1).clamp_min(1)  # [B, D]
-        return self.head(pooled.float())
+        return self.head(mean_pool(h, attention_mask).float())
+
+
+def mean_pool(h: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of h [B, T, D] over the real tokens (attention_mask [B, T] == 1) of each row -> [B, D]."""
+    m = attention_mask.unsqueeze(-1).to(h.dtype)
+    return (h * m).sum(1) / m.sum(1).clamp_min(1)

@@ -1,4 +1,5 @@
 """The fine-tuning protocol (Caduceus-compatible): one run = one (task, learning rate, seed).
+(`had eval --protocol probe`: the linear probe of `had.evaluation.probe` instead.)
 
 For every task x lr in the grid x seed:
 1. Validation split: a random 90/10 split of train drawn from the seed alone (so every lr
@@ -44,7 +45,8 @@ DEFAULT_EPOCHS = {"nt": 20, "gb": 10, "gue": 10}
 class Protocol:
     """The settings that define a run's result (stored with every result row)."""
 
-    epochs: int
+    epochs: int  # 0 for the probe
+    kind: str = "finetune"  # finetune | probe (`had.evaluation.probe`)
     batch_size: int = 32
     max_length: int | None = None  # nucleotides; None = no cut
     val_fraction: float = 0.1
@@ -54,8 +56,9 @@ class Protocol:
 
     @classmethod
     def from_eval_config(cls, cfg, benchmark: str) -> Protocol:
-        names = {f.name for f in dataclasses.fields(cls)} - {"epochs"}
-        return cls(epochs=cfg.epochs or DEFAULT_EPOCHS[benchmark], **{n: getattr(cfg, n) for n in names})
+        names = {f.name for f in dataclasses.fields(cls)} - {"epochs", "kind"}
+        epochs = 0 if cfg.protocol == "probe" else cfg.epochs or DEFAULT_EPOCHS[benchmark]
+        return cls(epochs=epochs, kind=cfg.protocol, **{n: getattr(cfg, n) for n in names})
 
 
 @dataclass

@@ -20,7 +20,7 @@ SCHEMA = pa.schema([
     ("benchmark", pa.string()),  # nt | gb | gue
     ("nt_version", pa.string()),  # original | revised (NT only, else null)
     ("task", pa.string()),
-    ("lr", pa.float64()),
+    ("lr", pa.float64()),  # null for the probe
     ("seed", pa.int64()),
     ("metric", pa.string()),  # mcc | f1 | accuracy
     ("val_metric", pa.float64()),  # best epoch's validation score
@@ -32,9 +32,10 @@ SCHEMA = pa.schema([
     ("n_test", pa.int64()),
     ("seconds", pa.float64()),  # wall time of the run
     ("protocol", pa.string()),  # JSON of the Protocol the run used
+    ("probe_c", pa.float64()),  # the probe's regularisation C chosen on validation (null for fine-tuning)
 ])
 RUN_KEY = ("model", "benchmark", "nt_version", "task", "lr", "seed")
-ADDED_LATER = {"model_fingerprint"}  # columns older files lack: read as None
+ADDED_LATER = {"model_fingerprint", "probe_c"}  # columns older files lack: read as None
 
 
 def read_results(path: str | Path) -> list[dict]:

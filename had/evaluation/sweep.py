@@ -1,4 +1,5 @@
-"""A resumable sweep of fine-tuning runs over tasks x learning rates x seeds.
+"""A resumable sweep of fine-tuning runs over tasks x learning rates x seeds (or of linear-probe
+runs over tasks x seeds, `eval.protocol: probe`).
 
 The plan is every (task, lr, seed); runs already in `<out>/results.parquet` for the same
 model, benchmark and NT version are reused, so re-running a crashed or interrupted sweep
@@ -25,6 +26,7 @@ from had.data.benchmarks import discover_tasks, load_task
 from had.errors import HadError
 from had.evaluation.backbones import Backbone, load_backbone
 from had.evaluation.finetune import Protocol, finetune, prepare
+from had.evaluation.probe import TaskFeatures, probe, task_features
 from had.evaluation.results import append_results, read_results, run_key
 from had.runtime import resolve_device
 from had.teacher import absolute_local
@@ -65,7 +67,8 @@ def plan(cfg: EvalConfig) -> list[tuple[str, float, int]]:
     if unknown:
         raise HadError(f"eval.tasks: no task {unknown} under {cfg.data_root} (tasks found: {', '.join(found)})")
     tasks = cfg.tasks or found
-    return [(task, float(lr), seed) for task in tasks for lr in cfg.lrs for seed in range(cfg.seeds)]
+    lrs = [None] if cfg.protocol == "probe" else [float(lr) for lr in cfg.lrs]  # the probe has no lr
+    return [(task, lr, seed) for task in tasks for lr in lrs for seed in range(cfg.seeds)]
 
 
 def run_sweep(cfg: EvalConfig, results_path: str | Path) -> list[dict]:
@@ -97,6 +100,7 @@ def _check_resumable(sweep: Sweep, rows, path) -> None:
     """Results of one model path must all come from the same weights, and on one benchmark from the
     same protocol: refused rather than redone, so that no file ever mixes two models under one name."""
     ours = dataclasses.asdict(sweep.protocol)
+    defaults = {f.name: f.default for f in dataclasses.fields(Protocol) if f.default is not dataclasses.MISSING}
     for row in rows:
         if row["model"] == sweep.model and row["model_fingerprint"] != sweep.fingerprint:
             was = row["model_fingerprint"][:12] if row["model_fingerprint"] else "not recorded"
@@ -105,7 +109,7 @@ def _check_resumable(sweep: Sweep, rows, path) -> None:
                            f"(eval.out) for this one")
         if (row["model"], row["benchmark"], row["nt_version"]) != (sweep.model, sweep.benchmark, sweep.nt_version):
             continue
-        theirs = json.loads(row["protocol"])
+        theirs = {**defaults, **json.loads(row["protocol"])}  # a field added since: its default
         diff = [f"{k}={theirs.get(k)} (now {v})" for k, v in ours.items() if theirs.get(k) != v]
         if diff:
             raise HadError(f"{path} holds runs of {sweep.model} on {sweep.benchmark} made with "
@@ -139,9 +143,11 @@ def _run_remote(sweep: Sweep, task: str, lr: float, seed: int) -> dict:
     return _run_one(sweep, task, lr, seed, device)
 
 
-def _run_one(sweep: Sweep, task: str, lr: float, seed: int, device: torch.device) -> dict:
+def _run_one(sweep: Sweep, task: str, lr: float | None, seed: int, device: torch.device) -> dict:
+    if sweep.protocol.kind == "probe":
+        return probe(_features(sweep, task, device), seed, sweep.protocol.val_fraction)
     backbone = _backbone(sweep.model, sweep.trust_remote_code)
-    return finetune(backbone, _prepared(sweep, task), lr, seed, sweep.protocol, device)
+    return {**finetune(backbone, _prepared(sweep, task), lr, seed, sweep.protocol, device), "probe_c": None}
 
 
 # Per process (the driver or a Dask worker): one backbone, the last few tasks tokenized for it
@@ -156,3 +162,9 @@ def _prepared(sweep: Sweep, task: str):
     data = load_task(sweep.benchmark, sweep.data_root, task, sweep.nt_version or "revised")
     return prepare(data, _backbone(sweep.model, sweep.trust_remote_code), sweep.protocol)
 
+
+@functools.lru_cache(maxsize=1)
+def _features(sweep: Sweep, task: str, device: torch.device) -> TaskFeatures:
+    """The probe's features of a task: one encoder pass per task, shared by its seeds."""
+    backbone = _backbone(sweep.model, sweep.trust_remote_code)
+    return task_features(backbone, _prepared(sweep, task), sweep.protocol.batch_size, device)

@@ -162,7 +162,8 @@ def test_task_labels_follow_the_grammar(name):
             if kind in grammar.motifs:
                 site = codes[start:end] if strand == "+" else alphabet.reverse_complement(codes[start:end])
                 assert grammar.motifs[kind].score(site) >= MIN_SCORE
-        motif_sites = {kind: (start, end, strand) for start, end, strand, kind in sites if kind in grammar.motifs}
+        motif_sites = {kind: (start, end, strand) for start, end, strand, kind in sites
+                       if kind in grammar.motifs or kind.startswith("family")}
         assert RULES[name](codes, label, motif_sites, grammar)
 
 
@@ -198,6 +199,21 @@ def _regulatory_rule(codes, label, s, g):
         label != 0 or not s)
 
 
+def _family_rule(codes, label, s, g):
+    """The planted fragment matches its own family best (fewest mismatches over every offset and strand),
+    within the divergence the task draws."""
+    (start, end, _), = [v for k, v in s.items() if k.startswith("family")] or [(0, 0, "")]
+    fragment = codes[start:end]
+
+    def best_identity(family):
+        size = fragment.size
+        return max(np.mean(f == family[at : at + size]) for f in (fragment, alphabet.reverse_complement(fragment))
+                   for at in range(family.size - size + 1))
+
+    identity = [best_identity(family) for family in g.repeats]
+    return f"family{label}" in s and int(np.argmax(identity)) == label and identity[label] > 0.65
+
+
 RULES = {
     "promoter_tata": _promoter_rule,
     "splice_sites_donors": _splice_rule("donor", 3, "GT"),
@@ -205,6 +221,7 @@ RULES = {
     "enhancers": _enhancer_rule,
     "enhancers_long_range": _long_range_rule,
     "regulatory_types": _regulatory_rule,
+    "repeat_family": _family_rule,
 }
 
 
@@ -243,3 +260,18 @@ def test_local_task_is_solved_by_a_local_scan():
                        if strand == "+"))
 
     assert np.mean([oracle(s) for s in test.sequences] == test.labels) > 0.95
+
+
+def test_repeat_fraction_sets_the_soft_masked_share(tmp_path):
+    """Repeats are laid down to the asked share; genes, enhancers and gaps laid over them take a little back."""
+    for fraction in (0.2, 0.5):
+        elements = write_genome(tmp_path / "g.fa", seed=2, n_contigs=1, contig_length=200_000,
+                                repeat_fraction=fraction)
+        text = b"".join(line.strip() for line in (tmp_path / "g.fa").read_bytes().splitlines()[1:])
+        soft = np.frombuffer(text, dtype=np.uint8) >= ord("a")
+        laid_over = np.zeros(soft.size, dtype=bool)
+        for e in elements:
+            if e.kind in ("gene", "enhancer", "gap"):
+                laid_over[e.start : e.end] = True
+        assert not (soft & laid_over).any()
+        assert fraction * (1 - laid_over.mean()) - 0.03 < soft.mean() <= fraction
