@@ -417,14 +417,10 @@ def _student(cfg: RunConfig, name: str, seed: int, out: Path) -> Path:
     if switches is not None:
         print(f"-- student {name}, seed {seed}: {switches or 'distillation + reconstruction'}", flush=True)
         return Path(train.run(scfg))
-    import torch
-
     from had.cache_store.reader import CacheReader
-    from had.student import HadConfig, HadForPretraining
 
-    torch.manual_seed(seed)  # the same initialisation `had train` starts from
-    teacher_dim = CacheReader(cfg.cache.path).manifest["teacher_dim"]
-    model = HadForPretraining(HadConfig.from_kwargs({"teacher_dim": teacher_dim, **scfg.student}))
+    manifest = CacheReader(cfg.cache.path).manifest
+    model = train.init_student(train.student_config(scfg, manifest), seed)  # what `had train` starts from
     model.save_pretrained(out / "model")
     print(f"-- student {name}: saved at its random initialisation (seed {seed})", flush=True)
     return out / "model"

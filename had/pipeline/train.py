@@ -53,13 +53,12 @@ def run(cfg: RunConfig, reader=None) -> Path:
     device = loop.device(tc.device, dd)
     reader = _check_cache(cfg, reader if reader is not None else _open_cache(cfg.cache.path))
     cfg = _cache_window(cfg, reader.manifest, dd)
-    model_cfg = _student_config(cfg, reader.manifest)
+    model_cfg = student_config(cfg, reader.manifest)
     accum = loop.accumulation(tc, dd)
     resolved = RunConfig(**{**cfg.__dict__, "student": model_cfg.own_dict()})
     checkpointer = Checkpointer(out / "checkpoints", resolved, run_identity(resolved, reader.manifest))
 
-    torch.manual_seed(tc.seed)
-    model = HadForPretraining(model_cfg).to(device)
+    model = init_student(model_cfg, tc.seed).to(device)
     optimizer = torch.optim.AdamW(decay_groups(model, tc.weight_decay), lr=tc.lr, betas=tuple(tc.betas),
                                   fused=device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(tc.steps, tc.warmup_fraction))
@@ -136,7 +135,13 @@ def _cache_window(cfg: RunConfig, manifest: dict, dd: loop.Dist) -> RunConfig:
     return dataclasses.replace(cfg, genome=dataclasses.replace(cfg.genome, window=manifest["window"]))
 
 
-def _student_config(cfg: RunConfig, manifest: dict) -> HadConfig:
+def init_student(model_cfg: HadConfig, seed: int) -> HadForPretraining:
+    """The student `had train` starts from with train.seed = seed (built on the CPU, then moved)."""
+    torch.manual_seed(seed)
+    return HadForPretraining(model_cfg)
+
+
+def student_config(cfg: RunConfig, manifest: dict) -> HadConfig:
     """HadConfig from the `student:` section; teacher_dim defaults to the cache's."""
     kwargs = dict(cfg.student)
     kwargs.setdefault("teacher_dim", manifest["teacher_dim"])
