@@ -143,8 +143,9 @@ def markdown(summary: list[SummaryRow]) -> str:
         lines.append("| **average** | | " + " | ".join(averages) + " |")
         lines += _sources([r for r in rows if r.benchmark == benchmark and r.published])
         parts.append("\n".join(lines))
-    header = ("# had eval summary\n\nTest metric, mean ± (max - min) over seeds, at the learning rate "
-              "with the best mean validation metric (shown after @). Published numbers: their papers, "
+    header = ("# had eval summary\n\nTest metric, mean ± (max - min) over seeds; fine-tuning at the learning "
+              "rate with the best mean validation metric (shown after @), linear probe (no @) with its "
+              "regularisation chosen on validation in every run. Published numbers: their papers, "
               "under their own protocols (named below each table; a published spread is max - min "
               "only where the source gives it).\n\n")
     return header + "\n\n".join(parts) + "\n"
