@@ -106,8 +106,9 @@ def load(storage: Storage) -> tuple[dict, Layout]:
 
 def check_metadata(storage: Storage, manifest: dict, layout: Layout) -> None:
     """Check the Zarr metadata documents against the manifest: the root zarr.json's identity, and every
-    array's zarr.json (shape, dtype, shard and chunk shapes, fill value), so that a store zarr-python
-    could not open (a truncated zarr.json, say) is an error naming the file, not a cache that seems fine."""
+    array's zarr.json (shape, dtype, shard and chunk shapes, codecs, fill value, key encoding), so that a
+    store zarr-python could not open (a truncated zarr.json, say) is an error naming the file, not a cache
+    that seems fine."""
     root = _metadata(storage, "zarr.json")
     identity = (root.get("attributes") or {}).get("had")
     if root.get("node_type") != "group" or not isinstance(identity, dict):
@@ -119,7 +120,7 @@ def check_metadata(storage: Storage, manifest: dict, layout: Layout) -> None:
     for spec in layout.arrays().values():
         key = f"{spec.name}/zarr.json"
         found = _array_fields(_metadata(storage, key))
-        expected = _array_fields(_expected_array_metadata(spec, checksummed=manifest["format_version"] >= 2))
+        expected = _expected_fields(spec, checksummed=manifest["format_version"] >= 2)
         if found != expected:
             wrong = sorted(k for k in expected if found.get(k) != expected[k])
             raise HadError(f"{storage.url}/{key}: array metadata differs from the cache layout in "
@@ -157,19 +158,14 @@ def _array_fields(doc: dict) -> dict:
         return {"node_type": doc.get("node_type")}
 
 
-def _expected_array_metadata(spec: ArraySpec, checksummed: bool) -> dict:
-    """The zarr.json `create_arrays` writes for this array, for the fields `_array_fields` compares
-    (format 1: no crc32c after each chunk)."""
-    fill = spec.fill_value
-    if isinstance(fill, float) and fill != fill:
-        fill = "NaN"
+def _expected_fields(spec: ArraySpec, checksummed: bool) -> dict:
+    """What `create_arrays` writes for this array, in `_array_fields`' terms (format 1: no chunk crc32c)."""
+    fill = "NaN" if isinstance(spec.fill_value, float) and spec.fill_value != spec.fill_value else spec.fill_value
     return {
-        "zarr_format": 3, "node_type": "array", "shape": list(spec.shape), "data_type": spec.dtype,
-        "chunk_grid": {"configuration": {"chunk_shape": list(spec.shard_shape)}},
-        "codecs": [{"name": "sharding_indexed", "configuration": {
-            "chunk_shape": list(spec.chunk_shape),
-            "codecs": [{"name": "bytes"}, {"name": "zstd"}] + ([{"name": "crc32c"}] if checksummed else [])}}],
-        "fill_value": fill,
+        "node_type": "array", "shape": list(spec.shape), "data_type": spec.dtype,
+        "shard_shape": list(spec.shard_shape), "chunk_shape": list(spec.chunk_shape),
+        "codecs": ["bytes", "zstd"] + (["crc32c"] if checksummed else []),
+        "fill_value": json.dumps(fill),
         "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
     }
 
