@@ -33,6 +33,8 @@ RESUME_MAY_CHANGE = (
     "train.keep_checkpoints",  # ... and how many are kept
     "train.device",  # a run may continue on another machine
     "train.compile",  # the same model, compiled or eager
+    "genome.fasta",  # paths as typed (relative, moved): what they hold is in the cache's identity
+    "genome.bed",
     "train.tensorboard",  # an extra copy of the metrics
 )
 

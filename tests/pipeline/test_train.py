@@ -251,7 +251,10 @@ def test_resume_refuses_another_run_before_touching_it(tmp_path):
     assert {name: (tmp_path / name).read_bytes() for name in kept} == kept
     # the same run resumes (nothing left to do), operational settings changed and recorded; a checkpoint
     # that did not record its run is refused
-    train.run(_cfg(tmp_path, steps=2, resume=True, log_every=2, num_workers=1, keep_checkpoints=1), cache)
+    # and the genome named by another path (its content is the cache's identity)
+    moved = _cfg(tmp_path, steps=2, resume=True, log_every=2, num_workers=1, keep_checkpoints=1)
+    moved.genome.fasta = "../elsewhere/genome.fa"
+    train.run(moved, cache)
     assert load_config(str(tmp_path / "config.yaml")).train.log_every == 2
     state_path = tmp_path / "checkpoints" / "step-2" / "state.pt"
     state = torch.load(state_path, weights_only=False)
