@@ -374,7 +374,8 @@ EXPERIMENT_KEYS_HELP = (
     "tasks of --data real, training rows; null = all), variants (students to train), pretrain_seeds (students "
     "per variant, the paired unit), finetune (fine-tune every model too: the second arm). "
     "experiment.teacher.<key> sets the teacher's pretraining: hidden_size, num_layers, num_heads, window, "
-    "batch_size, steps, lr, weight_decay, warmup_fraction, mask_ratio, val_fraction, heldout_contig, "
+    "batch_size, steps, lr, weight_decay, warmup_fraction, mask_ratio, random_fraction, keep_fraction (BERT: "
+    "0.1 and 0.1; default 0: mask only), val_fraction, heldout_contig, "
     "val_windows, log_every, seed, device. E.g. --set experiment.pretrain_seeds=5 --set experiment.finetune=true "
     "--set experiment.teacher.steps=100."
 )

@@ -2,8 +2,11 @@
 
 The teacher the reproduction experiments distil: the architecture of `build_tiny_teacher`
 (rotary ESM, pre-LN, NTv2's 4107-token vocabulary) scaled up, trained with NT's objective:
-15% of the 6-mer tokens of each window are replaced by the mask token and predicted with
-cross-entropy. Training windows are random N-free crops of the first (1 - val_fraction) of
+15% of the 6-mer tokens of each window are chosen, replaced by the mask token and predicted with
+cross-entropy. Optionally (`random_fraction`, `keep_fraction`; BERT's rule is 0.1 and 0.1) some
+chosen tokens become a random 6-mer or stay unchanged instead: `had` distils (and the probe reads)
+the teacher's final-layer features of *unmasked* tokens, and under mask-only corruption the loss
+never reads the final layer at an unmasked position (RESULTS.md, Science, measures both). Training windows are random N-free crops of the first (1 - val_fraction) of
 every contig (with `heldout_contig`: of every contig but the last, which is held out whole);
 MLM loss and accuracy are measured on fixed N-free windows tiled over the held-out part, beside
 two chance levels (uniform over 6-mers, and always predicting the most frequent training
@@ -36,6 +39,7 @@ from had.schedules import warmup_cosine
 from had.teacher import TOKENIZER_FILES, build_tiny_teacher
 
 REPORT = "pretrain.json"
+MASK_ONLY = {"random_fraction": 0.0, "keep_fraction": 0.0}  # what a report without these settings did
 
 
 @dataclass
@@ -52,6 +56,8 @@ class TeacherPretrainConfig:
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05
     mask_ratio: float = 0.15
+    random_fraction: float = 0.0  # of the chosen tokens: replaced by a random 6-mer ...
+    keep_fraction: float = 0.0  # ... or left unchanged (the rest get the mask token; BERT: 0.1 and 0.1)
     val_fraction: float = 0.05  # tail of every contig held out for the MLM accuracy
     heldout_contig: bool = False  # hold out the last contig whole instead (needs >= 2 contigs)
     val_windows: int = 256
@@ -89,11 +95,14 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
     """
     from transformers import EsmForMaskedLM
 
+    if min(cfg.random_fraction, cfg.keep_fraction) < 0 or cfg.random_fraction + cfg.keep_fraction > 1:
+        raise HadError(f"teacher random_fraction ({cfg.random_fraction}) and keep_fraction ({cfg.keep_fraction}) "
+                       "must be >= 0 and sum to at most 1 (they split the chosen tokens with the mask token)")
     fingerprint = fasta_fingerprint(fasta)
     done = Path(out_dir) / REPORT
     old = json.loads(done.read_text()) if done.is_file() else {}
     current = old.keys() == {f.name for f in fields(TeacherPretrainReport)}  # written by this version
-    if current and old["config"] == asdict(cfg) and old["fasta_fingerprint"] == fingerprint:
+    if current and {**MASK_ONLY, **old["config"]} == asdict(cfg) and old["fasta_fingerprint"] == fingerprint:
         print(f"teacher pretraining: reusing {out_dir} (same config and genome)", flush=True)
         return TeacherPretrainReport(**old)
     tok = NTv2Tokenizer.default()
@@ -135,7 +144,9 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
         ids = batch["input_ids"]
         counts += np.bincount(ids[tok.is_kmer(ids)], minlength=tok.vocab_size)
         masked = np.stack([sample_tokens(tok.is_kmer(row), cfg.mask_ratio, rng) for row in ids])
-        loss = _mlm_loss(model, ids, batch["attention_mask"], masked, tok, device)
+        inputs = corrupt(ids, masked, tok, cfg.random_fraction, cfg.keep_fraction, rng)
+        loss = torch.nn.functional.cross_entropy(*_masked_logits(model, inputs, ids, batch["attention_mask"], masked,
+                                                                 device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -249,28 +260,41 @@ def _mean(x: np.ndarray) -> float | None:
     return float(x.mean()) if x.size else None
 
 
-def _masked_logits(model, ids: np.ndarray, attention_mask: np.ndarray, masked: np.ndarray, tok: NTv2Tokenizer,
+def corrupt(ids: np.ndarray, chosen: np.ndarray, tok: NTv2Tokenizer, random_fraction: float, keep_fraction: float,
+            rng: np.random.Generator) -> np.ndarray:
+    """The model's input for MLM targets ids int64 [B, T] at the chosen positions bool [B, T]: each chosen
+    token becomes a random 6-mer with probability random_fraction, stays itself with keep_fraction,
+    and is the mask token otherwise; int64 [B, T]. Draws nothing from rng for mask-only corruption."""
+    inputs = np.where(chosen, tok.mask_id, ids)
+    if random_fraction == keep_fraction == 0:
+        return inputs
+    kmers = np.flatnonzero(tok.is_kmer(np.arange(tok.vocab_size)))
+    fate = rng.random(ids.shape)
+    swap = chosen & (fate < random_fraction)
+    inputs[swap] = rng.choice(kmers, size=int(swap.sum()))
+    keep = chosen & (fate >= random_fraction) & (fate < random_fraction + keep_fraction)
+    inputs[keep] = ids[keep]
+    return inputs
+
+
+def _masked_logits(model, inputs: np.ndarray, ids: np.ndarray, attention_mask: np.ndarray, scored: np.ndarray,
                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits [n_masked, V], targets [n_masked]) of the masked tokens; ids, attention_mask int64 [B, T],
-    masked bool [B, T]; masked tokens in row-major order."""
-    ids_t = torch.from_numpy(ids).to(device)
-    masked_t = torch.from_numpy(masked).to(device)
-    inputs = ids_t.masked_fill(masked_t, tok.mask_id)
-    hidden = model.esm(input_ids=inputs, attention_mask=torch.from_numpy(attention_mask).to(device)).last_hidden_state
-    return model.lm_head(hidden[masked_t]).float(), ids_t[masked_t]  # the projection only where it is scored
-
-
-def _mlm_loss(model, ids, attention_mask, masked, tok, device) -> torch.Tensor:
-    """Mean cross-entropy over the masked tokens (arguments as `_masked_logits`)."""
-    return torch.nn.functional.cross_entropy(*_masked_logits(model, ids, attention_mask, masked, tok, device))
+    """(logits [n, V], targets [n]) at the scored positions, in row-major order; inputs (what the model
+    reads), ids (the targets), attention_mask int64 [B, T], scored bool [B, T]."""
+    scored_t = torch.from_numpy(scored).to(device)
+    hidden = model.esm(input_ids=torch.from_numpy(inputs).to(device),
+                       attention_mask=torch.from_numpy(attention_mask).to(device)).last_hidden_state
+    return model.lm_head(hidden[scored_t]).float(), torch.from_numpy(ids).to(device)[scored_t]  # projection where scored
 
 
 def _masked_nll(model, ids, attention_mask, masked, tok, device, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Per masked token (row-major): cross-entropy float [n] and whether the argmax is right bool [n]."""
+    """Per masked token (row-major), every chosen token masked: cross-entropy float [n] and whether the
+    argmax is right bool [n]; ids, attention_mask int64 [B, T], masked bool [B, T]."""
     nll, hit = [], []
+    inputs = np.where(masked, tok.mask_id, ids)
     for at in range(0, len(ids), batch):
         part = slice(at, at + batch)
-        logits, target = _masked_logits(model, ids[part], attention_mask[part], masked[part], tok, device)
+        logits, target = _masked_logits(model, inputs[part], ids[part], attention_mask[part], masked[part], device)
         nll.append(torch.nn.functional.cross_entropy(logits, target, reduction="none").cpu().numpy())
         hit.append((logits.argmax(-1) == target).cpu().numpy())
     return np.concatenate(nll), np.concatenate(hit)

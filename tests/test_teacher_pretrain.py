@@ -12,15 +12,15 @@ from had.data.masking import sample_tokens
 from had.data.tokenizer import NTv2Tokenizer
 from had.errors import HadError
 from had.teacher import load_teacher
-from had.teacher_pretrain import REPORT, TeacherPretrainConfig, _crop, _n_free_starts, pretrain_teacher
+from had.teacher_pretrain import REPORT, TeacherPretrainConfig, _crop, _n_free_starts, corrupt, pretrain_teacher
 
-TINY = TeacherPretrainConfig(hidden_size=32, num_layers=1, num_heads=2, window=120, batch_size=16, steps=40,
+TINY = TeacherPretrainConfig(hidden_size=32, num_layers=1, num_heads=2, window=120, batch_size=16, steps=80,
                              lr=1e-2, log_every=10, val_windows=16, val_fraction=0.1)
 
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
-    # A genome the MLM can learn in 40 steps: copies of one random 60-nt unit (6 reading frames
+    # A genome the MLM can learn in 80 steps: copies of one random 60-nt unit (6 reading frames
     # x 10 6-mers), with an N gap that training and held-out windows must avoid.
     root = tmp_path_factory.mktemp("teacher-pretrain")
     unit = "".join(np.random.default_rng(0).choice(list("ACGT"), 60))
@@ -73,6 +73,32 @@ def test_mask_draws_only_kmers_at_the_ratio():
     assert tok.is_kmer(ids[masked]).all()
 
 
+def test_corruption_follows_berts_rule_on_the_chosen_tokens_only():
+    tok = NTv2Tokenizer.default()
+    rng = np.random.default_rng(0)
+    ids = tok.batch_encode([rng.integers(0, 4, 600).astype(np.uint8) for _ in range(200)])["input_ids"]
+    chosen = np.stack([sample_tokens(tok.is_kmer(row), 0.15, rng) for row in ids])
+    inputs = corrupt(ids, chosen, tok, 0.1, 0.1, np.random.default_rng(1))
+    assert (inputs[~chosen] == ids[~chosen]).all()
+    got, want = inputs[chosen], ids[chosen]
+    masked, same = got == tok.mask_id, got == want
+    swapped = ~masked & ~same
+    n = chosen.sum()  # 3000 chosen tokens: each share within 4 standard errors
+    for share, p in ((masked.mean(), 0.8), (swapped.mean(), 0.1 * 4095 / 4096), (same.mean(), 0.1 + 0.1 / 4096)):
+        assert abs(share - p) < 4 * np.sqrt(p * (1 - p) / n)
+    assert tok.is_kmer(got[swapped]).all()
+    assert len(np.unique(got[swapped])) > 0.5 * swapped.sum()  # drawn over the 6-mers, not a few ids
+    pure = corrupt(ids, chosen, tok, 0.0, 0.0, np.random.default_rng(1))
+    assert (pure == np.where(chosen, tok.mask_id, ids)).all()
+
+
+@pytest.mark.parametrize("random_fraction, keep_fraction", [(0.6, 0.5), (-0.1, 0.1)])
+def test_corruption_fractions_are_checked(tmp_path, random_fraction, keep_fraction):
+    cfg = TeacherPretrainConfig(random_fraction=random_fraction, keep_fraction=keep_fraction)
+    with pytest.raises(HadError, match="random_fraction"):
+        pretrain_teacher(tmp_path / "missing.fa", tmp_path / "t", cfg)
+
+
 def test_genome_too_short_is_a_clear_error(tmp_path):
     synthetic.write_genome(tmp_path / "g.fa", seed=0, n_contigs=1, contig_length=500)
     with pytest.raises(HadError, match="too short"):
@@ -85,6 +111,12 @@ def test_a_finished_teacher_is_reused_only_for_the_same_config(pretrained, capsy
     assert pretrain_teacher(root / "genome.fa", root / "teacher", TINY) == report
     assert "reusing" in capsys.readouterr().out
     assert (root / "teacher" / "model.safetensors").read_bytes() == weights
+    # a report written before the corruption settings existed was mask-only: reused as such
+    saved = json.loads((root / "teacher" / REPORT).read_text())
+    older = {**saved, "config": {k: v for k, v in saved["config"].items() if k not in ("random_fraction", "keep_fraction")}}
+    (root / "teacher" / REPORT).write_text(json.dumps(older))
+    assert pretrain_teacher(root / "genome.fa", root / "teacher", TINY).val_loss == report.val_loss
+    assert "reusing" in capsys.readouterr().out
 
 
 def test_training_crops_are_the_n_free_windows_uniformly():

@@ -48,7 +48,7 @@ from had.config import RunConfig, changes, coerce, load_config
 from had.data import synthetic
 from had.errors import HadError
 from had.evaluation.paired import paired_difference, task_means
-from had.teacher_pretrain import TeacherPretrainConfig
+from had.teacher_pretrain import MASK_ONLY, TeacherPretrainConfig
 
 FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".fa.gz", ".fasta.gz", ".fna.gz")
 
@@ -452,7 +452,11 @@ def _check_settings(out: Path, exp: Experiment, cfg: RunConfig, seed: int) -> No
         out.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(settings, indent=1) + "\n")
         return
-    changed = changes(json.loads(path.read_text()), settings)
+    recorded = json.loads(path.read_text())
+    teacher = recorded.get("experiment", {}).get("teacher")
+    if isinstance(teacher, dict):  # recorded before the teacher's corruption settings existed: mask only
+        recorded["experiment"]["teacher"] = {**MASK_ONLY, **teacher}
+    changed = changes(recorded, settings)
     if changed:
         raise HadError(f"{out} holds an experiment with other settings ({'; '.join(changed[:6])}): use another --out "
                        f"(a re-run into the same --out resumes it: only experiment.{', experiment.'.join(MAY_CHANGE)} "

@@ -51,6 +51,12 @@ def test_toy_experiment_writes_a_summary_with_every_model(tmp_path):
     # Again into the same folder: the teacher, the trained students and the eval runs are reused.
     again = experiment.run(exp, cfg, tmp_path, seed=5)
     assert dataclasses.asdict(again) == dataclasses.asdict(verdict)
+    # ... also when its settings were recorded before the teacher's corruption settings existed (mask only)
+    settings = json.loads((tmp_path / experiment.SETTINGS).read_text())
+    for key in ("random_fraction", "keep_fraction"):
+        del settings["experiment"]["teacher"][key]
+    (tmp_path / experiment.SETTINGS).write_text(json.dumps(settings))
+    assert dataclasses.asdict(experiment.run(exp, cfg, tmp_path, seed=5)) == dataclasses.asdict(verdict)
 
     # Fewer models, seeds or arms: still the same experiment.
     fewer = experiment.run(dataclasses.replace(exp, variants=["had"], pretrain_seeds=1, finetune=False), cfg,
