@@ -190,12 +190,12 @@ def _parquet_files(folder: Path, split: str) -> list[Path]:
 
 
 def _read_parquet(folder: Path, split: str, seq_column: str) -> _Rows:
-    import pyarrow.parquet as pq
+    from had.data.parquet import read_table
 
     seqs, labels, where = [], [], []
     for path in _parquet_files(folder, split):
         try:
-            table = pq.read_table(path)
+            table = read_table(path)
         except Exception as e:  # pyarrow raises several types for a damaged file
             raise HadError(f"{path}: not a readable parquet file: {e}") from None
         missing = {seq_column, "label"} - set(table.column_names)

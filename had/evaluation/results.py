@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from had.data.parquet import read_table
 from had.errors import HadError
 
 SCHEMA = pa.schema([
@@ -44,10 +45,7 @@ def read_results(path: str | Path) -> list[dict]:
     if not path.is_file():
         return []
     try:
-        # One open file: read_table(path) may open the path more than once (footer, then pages), and a
-        # writer's os.replace in between hands it pages of the new file under the old footer.
-        with open(path, "rb") as f:
-            table = pq.read_table(f)
+        table = read_table(path)  # one read of the file: a whole file even while a writer replaces it
     except Exception as e:  # pyarrow raises several types for a damaged file
         raise HadError(f"{path}: not a readable results file: {e}") from None
     missing = set(SCHEMA.names) - set(table.column_names)
