@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from had.data import synthetic
-from had.data.masking import sample_kmers
+from had.data.masking import sample_tokens
 from had.data.tokenizer import NTv2Tokenizer
 from had.teacher_pretrain import TeacherPretrainConfig, pretrain_teacher
 
@@ -53,7 +53,7 @@ def repeats(fasta: Path, teacher_dir: Path, window: int, tail: float) -> None:
                 continue
             ids, spans = tok.tokenize(w)
             ids = np.concatenate([[tok.cls_id], ids])
-            masked = sample_kmers(tok.is_kmer(ids), 0.15, rng)
+            masked = sample_tokens(tok.is_kmer(ids), 0.15, rng)
             with torch.no_grad():
                 logits = model(input_ids=torch.from_numpy(np.where(masked, tok.mask_id, ids))[None]).logits[0]
             logp = torch.log_softmax(logits.float(), -1)
