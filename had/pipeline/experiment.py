@@ -93,7 +93,7 @@ class Experiment:
     pretrain_seeds: int = 5  # students per variant, train.seed = 0 .. pretrain_seeds - 1 (the paired unit)
     finetune: bool = False  # also fine-tune every model (eval.lrs x eval.seeds): the second, reported arm
     # 4000 steps at lr 2e-3: 0.68 nats under the 6-mer marginal on the held-out contig where 2000 at 1e-3
-    # gave 0.27-0.34 (generator seeds 21-23, one of which missed the gate's 0.3); ~13 min on 2 idle cores.
+    # gave 0.27-0.34 (generator seeds 21-23, one of which missed the gate's 0.3); 12 min on 2 idle cores.
     teacher: TeacherPretrainConfig = field(default_factory=lambda: TeacherPretrainConfig(
         hidden_size=128, num_layers=4, num_heads=4, window=258, batch_size=64, steps=4000, lr=2e-3,
         val_windows=512, heldout_contig=True))
