@@ -7,12 +7,14 @@ cross-entropy. Optionally (`random_fraction`, `keep_fraction`; BERT's rule is 0.
 chosen tokens become a random 6-mer or stay unchanged instead: `had` distils (and the probe reads)
 the teacher's final-layer features of *unmasked* tokens, and under mask-only corruption the loss
 never reads the final layer at an unmasked position (RESULTS.md, Science, measures both).
-Training windows are random N-free crops of the first (1 - val_fraction) of every contig (with `heldout_contig`: of every contig but the last, which is held out whole);
-MLM loss and accuracy are measured on fixed N-free windows tiled over the held-out part, beside
-two chance levels (uniform over 6-mers, and always predicting the most frequent training
-6-mer) and the loss of the training 6-mer frequencies without context (the 6-mer marginal),
-over all masked tokens and over those inside soft-masked (lower-case: repeat) letters. The result is a `save_pretrained` directory with the tokenizer
-files, so `had.teacher.load_teacher` (and `had cache-teacher`, `had eval`) read it.
+Training windows are random N-free crops of the first (1 - val_fraction) of every contig (with
+`heldout_contig`: of every contig but the last, which is held out whole); MLM loss and accuracy
+are measured on fixed N-free windows tiled over the held-out part, beside two chance levels
+(uniform over 6-mers, and always predicting the most frequent training 6-mer) and the loss of
+the training 6-mer frequencies without context (the 6-mer marginal), over all masked tokens and
+over those inside soft-masked (lower-case: repeat) letters. The result is a `save_pretrained`
+directory with the tokenizer files, so `had.teacher.load_teacher` (and `had cache-teacher`,
+`had eval`) read it.
 
     report = pretrain_teacher("genome.fa", "runs/teacher", TeacherPretrainConfig(steps=300))
     report.val_accuracy, report.chance_majority      # e.g. 0.06 vs 0.004
