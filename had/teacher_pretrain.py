@@ -14,7 +14,9 @@ are measured on fixed N-free windows tiled over the held-out part, beside two ch
 the training 6-mer frequencies without context (the 6-mer marginal), over all masked tokens and
 over those inside soft-masked (lower-case: repeat) letters. The result is a `save_pretrained`
 directory with the tokenizer files, so `had.teacher.load_teacher` (and `had cache-teacher`,
-`had eval`) read it.
+`had eval`) read it. Training is resumable: every `checkpoint_every` steps the whole state (weights,
+optimizer, schedule, data generator, 6-mer counts) goes to `<out_dir>.partial/`, and a run of the same
+config and genome started again continues from there, to the same weights as an uninterrupted run.
 
     report = pretrain_teacher("genome.fa", "runs/teacher", TeacherPretrainConfig(steps=300))
     report.val_accuracy, report.chance_majority      # e.g. 0.06 vs 0.004
@@ -41,6 +43,7 @@ from had.schedules import warmup_cosine
 from had.teacher import TOKENIZER_FILES, build_tiny_teacher
 
 REPORT = "pretrain.json"
+PARTIAL_STATE = "state.pt"  # in <out_dir>.partial/, while training runs
 MASK_ONLY = {"random_fraction": 0.0, "keep_fraction": 0.0}  # what a report without these settings did
 
 
@@ -90,10 +93,12 @@ class TeacherPretrainReport:
     fasta_fingerprint: str
 
 
-def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrainConfig) -> TeacherPretrainReport:
+def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrainConfig,
+                     checkpoint_every: int = 250) -> TeacherPretrainReport:
     """Train an ESM masked LM on `fasta`, save it to `out_dir`, write and return its report.
 
-    A teacher already in `out_dir` whose report has the same config and FASTA fingerprint is reused.
+    A teacher already in `out_dir` whose report has the same config and FASTA fingerprint is reused;
+    an interrupted run of the same config and FASTA resumes from its last checkpoint.
     """
     from transformers import EsmForMaskedLM
 
@@ -140,8 +145,18 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
           f"of {cfg.window} nt", flush=True)
 
     counts = np.zeros(tok.vocab_size, dtype=np.int64)
-    losses, logged, start = [], [], time.perf_counter()
-    for step in range(cfg.steps):
+    losses, logged, first, before = [], [], 0, 0.0
+    partial = Path(out_dir).with_name(Path(out_dir).name + ".partial")
+    identity = {"config": asdict(cfg), "fasta_fingerprint": fingerprint}
+    if (state := _load_partial(partial, identity)) is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        rng.bit_generator.state = state["rng"]
+        counts, losses, logged, first, before = (state[k] for k in ("counts", "losses", "logged", "step", "seconds"))
+        print(f"teacher pretraining: resuming at step {first} from {partial}", flush=True)
+    start = time.perf_counter() - before
+    for step in range(first, cfg.steps):
         batch = tok.batch_encode([_crop(train_parts, starts, cfg.window, rng) for _ in range(cfg.batch_size)])
         ids = batch["input_ids"]
         counts += np.bincount(ids[tok.is_kmer(ids)], minlength=tok.vocab_size)
@@ -160,6 +175,11 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
             print(f"teacher step {step + 1}/{cfg.steps} mlm loss {logged[-1]:.3f} "
                   f"[{time.perf_counter() - start:.0f}s]", flush=True)
             losses = []
+        if (step + 1) % checkpoint_every == 0 and step + 1 < cfg.steps:
+            _save_partial(partial, {**identity, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "scheduler": scheduler.state_dict(), "rng": rng.bit_generator.state,
+                                    "counts": counts, "losses": losses, "logged": logged, "step": step + 1,
+                                    "seconds": time.perf_counter() - start})
 
     model.eval()
     with torch.no_grad():
@@ -181,12 +201,36 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
         fasta_fingerprint=fingerprint,
     )
     (out_dir / REPORT).write_text(json.dumps(asdict(report), indent=2) + "\n")
+    shutil.rmtree(partial, ignore_errors=True)
     print(f"teacher: held-out MLM accuracy {report.val_accuracy:.4f} (chance: uniform {report.chance_uniform:.5f}, "
           f"most frequent 6-mer {report.chance_majority:.4f}), loss {report.val_loss:.3f} (6-mer frequencies "
           f"without context: {report.unigram_loss:.3f}); inside repeats ({report.repeat_tokens} tokens) "
           f"{report.repeat_loss or float('nan'):.3f} (marginal {report.repeat_unigram_loss or float('nan'):.3f}); held out: {report.heldout} "
           f"-> {out_dir}", flush=True)
     return report
+
+
+def _save_partial(partial: Path, state: dict) -> None:
+    """Write the training state atomically: a kill while writing leaves the previous checkpoint."""
+    partial.mkdir(parents=True, exist_ok=True)
+    tmp = partial / (PARTIAL_STATE + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(partial / PARTIAL_STATE)
+
+
+def _load_partial(partial: Path, identity: dict) -> dict | None:
+    """The checkpoint in `partial` if it was written for the same config and FASTA, else None (one written
+    for other settings is discarded, and said so: its steps cannot continue this run)."""
+    path = partial / PARTIAL_STATE
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if all(state[k] == v for k, v in identity.items()):
+        return state
+    print(f"teacher pretraining: {partial} holds a run of other settings or another genome; starting afresh",
+          flush=True)
+    shutil.rmtree(partial)
+    return None
 
 
 def _read_soft_masked(fasta: str | Path):

@@ -1,4 +1,5 @@
-"""Teacher pretraining: the MLM loss falls, and the saved directory is a teacher `had` reads."""
+"""Teacher pretraining: the MLM loss falls, the saved directory is a teacher `had` reads, a run resumes."""
+import dataclasses
 import json
 
 import numpy as np
@@ -12,7 +13,8 @@ from had.data.masking import sample_tokens
 from had.data.tokenizer import NTv2Tokenizer
 from had.errors import HadError
 from had.teacher import load_teacher
-from had.teacher_pretrain import REPORT, TeacherPretrainConfig, _crop, _n_free_starts, corrupt, pretrain_teacher
+from had.teacher_pretrain import (PARTIAL_STATE, REPORT, TeacherPretrainConfig, _crop, _n_free_starts, corrupt,
+                                  pretrain_teacher)
 
 TINY = TeacherPretrainConfig(hidden_size=32, num_layers=1, num_heads=2, window=120, batch_size=16, steps=80,
                              lr=1e-2, log_every=10, val_windows=16, val_fraction=0.1)
@@ -117,6 +119,51 @@ def test_a_finished_teacher_is_reused_only_for_the_same_config(pretrained, capsy
     (root / "teacher" / REPORT).write_text(json.dumps(older))
     assert pretrain_teacher(root / "genome.fa", root / "teacher", TINY).val_loss == report.val_loss
     assert "reusing" in capsys.readouterr().out
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_at_step(monkeypatch, step: int) -> None:
+    """Make the training loop die inside its `step`-th step (1-based), as a kill would, after the forward."""
+    clip, calls = torch.nn.utils.clip_grad_norm_, []
+
+    def clip_or_crash(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == step:
+            raise Crash
+        return clip(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip_or_crash)
+
+
+def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(pretrained, tmp_path, monkeypatch, capsys):
+    root, report = pretrained
+    crash_at_step(monkeypatch, 50)
+    with pytest.raises(Crash):
+        pretrain_teacher(root / "genome.fa", tmp_path / "teacher", TINY, checkpoint_every=20)
+    monkeypatch.undo()
+    assert (tmp_path / "teacher.partial" / PARTIAL_STATE).is_file() and not (tmp_path / "teacher").exists()
+
+    resumed = pretrain_teacher(root / "genome.fa", tmp_path / "teacher", TINY, checkpoint_every=20)
+    assert "resuming at step 40" in capsys.readouterr().out
+    assert (tmp_path / "teacher" / "model.safetensors").read_bytes() == (root / "teacher" / "model.safetensors").read_bytes()
+    assert {**vars(resumed), "seconds": 0} == {**vars(report), "seconds": 0}
+    assert not (tmp_path / "teacher.partial").exists()
+
+
+def test_a_checkpoint_of_other_settings_is_discarded(pretrained, tmp_path, monkeypatch, capsys):
+    root, _ = pretrained
+    short = dataclasses.replace(TINY, steps=30)
+    fresh = pretrain_teacher(root / "genome.fa", tmp_path / "fresh", short)
+    crash_at_step(monkeypatch, 25)
+    with pytest.raises(Crash):
+        pretrain_teacher(root / "genome.fa", tmp_path / "t", dataclasses.replace(short, lr=5e-3), checkpoint_every=10)
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert pretrain_teacher(root / "genome.fa", tmp_path / "t", short, checkpoint_every=10).val_loss == fresh.val_loss
+    assert "other settings" in capsys.readouterr().out
 
 
 def test_training_crops_are_the_n_free_windows_uniformly():

@@ -27,7 +27,8 @@
 The RunConfig every student shares comes from `had/configs/science-<preset>.yaml` (`--set` overrides
 it); the rest (genome size, tasks, teacher size, variants, seeds) is the `Experiment` preset below
 (`--set experiment.<key>=<value>` overrides it). Re-running into the same --out resumes: the teacher,
-the cache and trained students are reused and finished eval runs skipped. Only the models and arms
+the cache and trained students are reused (an interrupted teacher continues from its last checkpoint)
+and finished eval runs skipped. Only the models and arms
 (`experiment.variants`, `experiment.pretrain_seeds`, `experiment.finetune`) may change then: other
 settings are refused before anything is written (`experiment.json` in --out records them).
 """
