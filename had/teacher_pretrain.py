@@ -132,9 +132,7 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
     # covers letters 6(j-1) .. 6j; it is "in a repeat" when most of them are lower case.
     val_repeat = np.stack([_token_majority(soft, val_ids.shape[1]) for _, soft in val_windows]) & val_mask
 
-    tmp = Path(out_dir).with_name(Path(out_dir).name + ".init")
-    build_tiny_teacher(tmp, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers, num_heads=cfg.num_heads,
-                       seed=cfg.seed)
+    tmp = save_initialisation(Path(out_dir).with_name(Path(out_dir).name + ".init"), cfg)
     device = resolve_device(cfg.device, "teacher.device")
     model = EsmForMaskedLM.from_pretrained(tmp).to(device).train()
     shutil.rmtree(tmp)
@@ -208,6 +206,12 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
           f"{report.repeat_loss or float('nan'):.3f} (marginal {report.repeat_unigram_loss or float('nan'):.3f}); held out: {report.heldout} "
           f"-> {out_dir}", flush=True)
     return report
+
+
+def save_initialisation(out_dir: str | Path, cfg: TeacherPretrainConfig) -> Path:
+    """Save the weights `pretrain_teacher` starts from with `cfg` (a loadable teacher); returns out_dir."""
+    return build_tiny_teacher(out_dir, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+                              num_heads=cfg.num_heads, seed=cfg.seed)
 
 
 def _save_partial(partial: Path, state: dict) -> None:

@@ -14,7 +14,7 @@ from had.data.tokenizer import NTv2Tokenizer
 from had.errors import HadError
 from had.teacher import load_teacher
 from had.teacher_pretrain import (PARTIAL_STATE, REPORT, TeacherPretrainConfig, _crop, _n_free_starts, corrupt,
-                                  pretrain_teacher)
+                                  pretrain_teacher, save_initialisation)
 
 TINY = TeacherPretrainConfig(hidden_size=32, num_layers=1, num_heads=2, window=120, batch_size=16, steps=80,
                              lr=1e-2, log_every=10, val_windows=16, val_fraction=0.1)
@@ -164,6 +164,18 @@ def test_a_checkpoint_of_other_settings_is_discarded(pretrained, tmp_path, monke
     capsys.readouterr()
     assert pretrain_teacher(root / "genome.fa", tmp_path / "t", short, checkpoint_every=10).val_loss == fresh.val_loss
     assert "other settings" in capsys.readouterr().out
+
+
+def test_the_saved_initialisation_is_where_training_starts(pretrained, tmp_path):
+    root, _ = pretrained
+    still = dataclasses.replace(TINY, steps=2, lr=0.0)  # AdamW at lr 0 leaves every weight as it was
+    pretrain_teacher(root / "genome.fa", tmp_path / "still", still)
+    save_initialisation(tmp_path / "init", still)
+    trained = EsmForMaskedLM.from_pretrained(tmp_path / "still").state_dict()
+    init = EsmForMaskedLM.from_pretrained(tmp_path / "init").state_dict()
+    assert trained.keys() == init.keys() and all(torch.equal(trained[k], init[k]) for k in init)
+    other = EsmForMaskedLM.from_pretrained(save_initialisation(tmp_path / "other", dataclasses.replace(still, seed=1)))
+    assert not torch.equal(other.state_dict()["lm_head.dense.weight"], init["lm_head.dense.weight"])
 
 
 def test_training_crops_are_the_n_free_windows_uniformly():

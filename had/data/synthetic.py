@@ -42,6 +42,7 @@ N_TF = 4
 MIN_TASK_LENGTH = 100  # room for an enhancer's motif pair and extra sites
 REPEAT_LENGTHS = (300, 240, 180)  # consensus lengths of the interspersed repeat families (SINE-like)
 REPEAT_DIVERGENCE = (0.02, 0.15)  # per-copy substitution rate, uniform in this range (older copies diverge more)
+ELEMENT_GAP = 4_000  # mean nt between consecutive genes / enhancers / gaps (exponential)
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ def _contig(rng: np.random.Generator, g: Grammar, name: str, length: int, repeat
     if pos:
         elements.append(Element(name, 0, pos, "+", "gap"))
     while True:
-        pos += int(rng.exponential(4_000))
+        pos += int(rng.exponential(ELEMENT_GAP))
         kind = rng.choice(["gene", "enhancer", "gap"], p=[0.4, 0.5, 0.1])
         if kind == "gap":
             gap = int(rng.integers(100, max(101, min(5_000, length // 50))))

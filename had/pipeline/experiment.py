@@ -14,7 +14,8 @@
    order, shared by the variants, so that they pair by seed): HAD (distillation + reconstruction),
    recon-only (no distillation), no attention layer, random init (no pretraining at all), and on
    request distill-only and MLM-only (no teacher);
-4. the linear probe (`had eval --protocol probe`) of every student and of the teacher; with
+4. the linear probe (`had eval --protocol probe`) of every student, of the teacher and, for reference,
+   of the teacher's own initialisation (what its pretraining added); with
    `experiment.finetune`, fine-tuning too (the second, reported arm);
 5. the verdict, on the probe: the teacher gate (`Gate`, fixed before any verdict), then for HAD -
    recon-only, recon-only - random init, HAD - random init and HAD - no-attention the mean paired
@@ -63,6 +64,7 @@ VARIANTS: dict[str, dict | None] = {
     "random_init": None,
 }
 TEACHER = "teacher"
+TEACHER_INIT = "teacher_init"  # the teacher's own initialisation: what its pretraining added, for reference
 SETTINGS = "experiment.json"  # the settings a re-run into the same --out must repeat
 MAY_CHANGE = ("variants", "pretrain_seeds", "finetune")  # on a re-run into the same --out
 
@@ -133,6 +135,7 @@ class Gate:
     repeat_tokens: int
     teacher_probe: float | None  # None: not measured
     random_probe: float | None
+    teacher_init_probe: float | None = None  # reported, not a criterion: the teacher before pretraining
 
     def checks(self) -> dict[str, bool]:
         return {
@@ -158,7 +161,10 @@ class Gate:
             f"(needs >= {GATE_REPEATS}) {ok['repeats']}",
             f"- probe mean over tasks, teacher {fmt(self.teacher_probe)} vs random init {fmt(self.random_probe)} "
             f"(needs teacher > random init) {ok['probe']}",
-        ]) + "\n"
+        ] + ([] if self.teacher_init_probe is None or self.teacher_probe is None else [
+            f"- for reference, not a criterion: the teacher's own initialisation probes "
+            f"{self.teacher_init_probe:.3f}: pretraining added {self.teacher_probe - self.teacher_init_probe:+.3f}",
+        ])) + "\n"
 
 
 @dataclass
@@ -262,7 +268,7 @@ def run(exp: Experiment, cfg: RunConfig, out: str | Path, seed: int = 0, data_ro
     data_root: with exp.data == "real", a folder holding genome/<one FASTA> and GUE/ (required then).
     """
     from had.pipeline import cache_teacher
-    from had.teacher_pretrain import pretrain_teacher
+    from had.teacher_pretrain import pretrain_teacher, save_initialisation
 
     out = Path(out)
     start, timings = time.perf_counter(), {}
@@ -277,8 +283,10 @@ def run(exp: Experiment, cfg: RunConfig, out: str | Path, seed: int = 0, data_ro
             cfg.genome.contigs = [synthetic.contig_name(i) for i in range(min(exp.cache_contigs, exp.n_contigs))]
 
     with _part("teacher pretraining", timings, "6-mer ESM masked LM"):
-        teacher_dir = out / TEACHER
-        report = pretrain_teacher(cfg.genome.fasta, teacher_dir, dataclasses.replace(exp.teacher, seed=seed))
+        teacher_dir, teacher_cfg = out / TEACHER, dataclasses.replace(exp.teacher, seed=seed)
+        report = pretrain_teacher(cfg.genome.fasta, teacher_dir, teacher_cfg)
+        if not (out / TEACHER_INIT).is_dir():  # written aside, then renamed: a kill leaves no half folder
+            save_initialisation(out / f"{TEACHER_INIT}.tmp", teacher_cfg).replace(out / TEACHER_INIT)
 
     with _part("had cache-teacher", timings):
         cfg.teacher.model = str(teacher_dir)
@@ -292,6 +300,7 @@ def run(exp: Experiment, cfg: RunConfig, out: str | Path, seed: int = 0, data_ro
         models = {(name, str(s)): _student(cfg, name, s, out / "students" / name / f"seed{s}")
                   for name in exp.variants for s in seeds}
     models[(TEACHER, "-")] = teacher_dir
+    models[(TEACHER_INIT, "-")] = out / TEACHER_INIT
 
     arms = {}
     for protocol in ["probe"] + (["finetune"] if exp.finetune else []):
@@ -336,7 +345,7 @@ def judge(arms: dict[str, dict[tuple[str, str], str | Path]], report) -> Verdict
 
     repeat_gain = (None if report.repeat_loss is None else report.repeat_unigram_loss - report.repeat_loss)
     gate = Gate(report.heldout, report.unigram_loss - report.val_loss, repeat_gain, report.repeat_tokens,
-                mean_of(TEACHER), mean_of("random_init"))
+                mean_of(TEACHER), mean_of("random_init"), mean_of(TEACHER_INIT))
     for arm in built:
         for better, worse, chain in CLAIMS:
             if better in arm.scores and worse in arm.scores:

@@ -28,13 +28,14 @@ def test_toy_experiment_writes_a_summary_with_every_model(tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     assert [a.protocol for a in verdict.arms] == ["probe", "finetune"]
     for arm in verdict.arms:
-        assert set(arm.scores) == {"had", "random_init", "teacher"}
+        assert set(arm.scores) == {"had", "random_init", "teacher", "teacher_init"}
         assert set(arm.scores["had"]) == {"0", "1"} and set(arm.scores["had"]["0"]) == {"promoter_tata"}
         (claim,) = arm.claims
         assert (claim["better"], claim["worse"], claim["seeds"]) == ("had", "random_init", [0, 1])
     # A 3-step teacher knows nothing: the gate fails and no claim is judged.
     assert not verdict.gate.passed and "## Teacher gate: FAILED" in summary
     assert verdict.gate.heldout == "contig syn2" and verdict.gate.teacher_probe is not None
+    assert verdict.gate.teacher_init_probe is not None and "the teacher's own initialisation probes" in summary
     assert summary.count(experiment.UNINFORMATIVE) == 2 and "hold" not in summary.lower()
     assert "Wall time (s): genome and tasks" in summary and "students" in summary
     assert (tmp_path / "summary.png").stat().st_size > 0
@@ -61,7 +62,7 @@ def test_toy_experiment_writes_a_summary_with_every_model(tmp_path):
     # Fewer models, seeds or arms: still the same experiment.
     fewer = experiment.run(dataclasses.replace(exp, variants=["had"], pretrain_seeds=1, finetune=False), cfg,
                            tmp_path, seed=5)
-    assert [a.protocol for a in fewer.arms] == ["probe"] and set(fewer.arms[0].scores) == {"had", "teacher"}
+    assert [a.protocol for a in fewer.arms] == ["probe"] and set(fewer.arms[0].scores) == {"had", "teacher", "teacher_init"}
 
     # Other settings into the same folder are refused before anything is touched.
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
@@ -103,6 +104,7 @@ TABLE = {
     "recon_only": {"0": {"a": [0.5], "b": [0.3]}, "1": {"a": [0.4], "b": [0.5]}},
     "random_init": {"0": {"a": [0.3], "b": [0.3]}, "1": {"a": [0.2], "b": [0.2]}},
     "teacher": {"-": {"a": [0.5], "b": [0.5]}},
+    "teacher_init": {"-": {"a": [0.1], "b": [0.3]}},
 }
 
 
@@ -135,6 +137,8 @@ def test_paired_verdict_by_hand_when_the_gate_passes(tmp_path):
     assert verdict.gate.passed
     assert verdict.gate.teacher_probe == pytest.approx(0.5)
     assert verdict.gate.random_probe == pytest.approx((0.3 + 0.2) / 2)
+    assert verdict.gate.teacher_init_probe == pytest.approx(0.2)  # reported beside the gate, not part of it
+    assert "initialisation probes 0.200: pretraining added +0.300" in verdict.text()
     for arm in verdict.arms:  # the same table in both arms: the lr worse on validation is ignored
         assert arm.scores["had"]["0"] == pytest.approx({"a": 0.7, "b": 0.4})
         claims = {(c["better"], c["worse"]): c for c in arm.claims}
