@@ -148,7 +148,8 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(pretrained, tmp
 
     resumed = pretrain_teacher(root / "genome.fa", tmp_path / "teacher", TINY, checkpoint_every=20)
     assert "resuming at step 40" in capsys.readouterr().out
-    assert (tmp_path / "teacher" / "model.safetensors").read_bytes() == (root / "teacher" / "model.safetensors").read_bytes()
+    weights = "model.safetensors"
+    assert (tmp_path / "teacher" / weights).read_bytes() == (root / "teacher" / weights).read_bytes()
     assert {**vars(resumed), "seconds": 0} == {**vars(report), "seconds": 0}
     assert not (tmp_path / "teacher.partial").exists()
 

@@ -62,7 +62,8 @@ def test_toy_experiment_writes_a_summary_with_every_model(tmp_path):
     # Fewer models, seeds or arms: still the same experiment.
     fewer = experiment.run(dataclasses.replace(exp, variants=["had"], pretrain_seeds=1, finetune=False), cfg,
                            tmp_path, seed=5)
-    assert [a.protocol for a in fewer.arms] == ["probe"] and set(fewer.arms[0].scores) == {"had", "teacher", "teacher_init"}
+    assert [a.protocol for a in fewer.arms] == ["probe"]
+    assert set(fewer.arms[0].scores) == {"had", "teacher", "teacher_init"}
 
     # Other settings into the same folder are refused before anything is touched.
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
