@@ -66,6 +66,7 @@ VARIANTS: dict[str, dict | None] = {
 TEACHER = "teacher"
 TEACHER_INIT = "teacher_init"  # the teacher's own initialisation: what its pretraining added, for reference
 SETTINGS = "experiment.json"  # the settings a re-run into the same --out must repeat
+TIMINGS = "timings.jsonl"  # one line per invocation: a resumed one times only what it did itself
 MAY_CHANGE = ("variants", "pretrain_seeds", "finetune")  # on a re-run into the same --out
 
 
@@ -310,9 +311,14 @@ def run(exp: Experiment, cfg: RunConfig, out: str | Path, seed: int = 0, data_ro
 
     verdict = judge(arms, report)
     timings["total"] = time.perf_counter() - start
+    with open(out / TIMINGS, "a") as f:
+        f.write(json.dumps({"finished": time.strftime("%Y-%m-%d %H:%M:%S"), "timings_s": timings}) + "\n")
+    runs = [json.loads(line) for line in (out / TIMINGS).read_text().splitlines()]
     text = (f"# had experiment: {exp.data} data, generator seed {seed}, {exp.pretrain_seeds} pretraining seeds\n\n"
-            f"{verdict.text()}\n{_teacher_line(report)}\n\nWall time (s): "
-            + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()) + ".\n")
+            f"{verdict.text()}\n{_teacher_line(report)}\n\nWall time (s) of each invocation into this folder "
+            "(a resumed one reuses what earlier ones built):\n"
+            + "".join(f"- {r['finished']}: " + ", ".join(f"{k} {v:.0f}" for k, v in r["timings_s"].items()) + "\n"
+                      for r in runs))
     (out / "summary.md").write_text(text)
     plot(verdict, out / "summary.png")
     (out / "verdict.json").write_text(json.dumps({**dataclasses.asdict(verdict), "gate_passed": verdict.gate.passed,

@@ -37,7 +37,7 @@ def test_toy_experiment_writes_a_summary_with_every_model(tmp_path):
     assert verdict.gate.heldout == "contig syn2" and verdict.gate.teacher_probe is not None
     assert verdict.gate.teacher_init_probe is not None and "the teacher's own initialisation probes" in summary
     assert summary.count(experiment.UNINFORMATIVE) == 2 and "hold" not in summary.lower()
-    assert "Wall time (s): genome and tasks" in summary and "students" in summary
+    assert "Wall time (s) of each invocation" in summary and ": genome and tasks" in summary and "students" in summary
     assert (tmp_path / "summary.png").stat().st_size > 0
     saved = json.loads((tmp_path / "verdict.json").read_text())
     assert saved["gate_passed"] is False
@@ -52,6 +52,9 @@ def test_toy_experiment_writes_a_summary_with_every_model(tmp_path):
     # Again into the same folder: the teacher, the trained students and the eval runs are reused.
     again = experiment.run(exp, cfg, tmp_path, seed=5)
     assert dataclasses.asdict(again) == dataclasses.asdict(verdict)
+    first, second = [json.loads(line)["timings_s"] for line in (tmp_path / experiment.TIMINGS).read_text().splitlines()]
+    assert second["total"] < first["total"]  # the first invocation's times stay on record
+    assert (tmp_path / "summary.md").read_text().count(": genome and tasks") == 2
     # ... also when its settings were recorded before the teacher's corruption settings existed (mask only)
     settings = json.loads((tmp_path / experiment.SETTINGS).read_text())
     for key in ("random_fraction", "keep_fraction"):
