@@ -392,7 +392,9 @@ def experiment(
         "GUE/<group>/<task>/{train,dev,test}.csv, e.g. ../shared/data/real in a checkout (1 Mb of chr20 + GUE) "
         "(default: none; required with --data real)."),
     seed: int = typer.Option(0, help="Generator seed of the synthetic genome and tasks; also seeds the teacher."),
-    out: str = typer.Option("runs/science", "--out", "-o", help="Folder for every artifact, summary.md and summary.png."),
+    out: str = typer.Option("runs/science", "--out", "-o",
+                            help="Folder for every artifact, summary.md and summary.png. Running again into it "
+                                 "resumes (an interrupted teacher from its checkpoint; finished parts reused)."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help=SET_HELP + EXPERIMENT_KEYS_HELP),
 ) -> None:
     """Does the distillation work? Teacher pretraining, HAD and its ablations over pretraining seeds, the linear
