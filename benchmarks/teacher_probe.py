@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from had.data import synthetic
+from had.data import alphabet, synthetic
 from had.data.masking import sample_tokens
 from had.data.tokenizer import NTv2Tokenizer
-from had.teacher_pretrain import TeacherPretrainConfig, pretrain_teacher
+from had.teacher_pretrain import TeacherPretrainConfig, _read_soft_masked, pretrain_teacher
 
 
 def speed(steps: int, seed: int) -> None:
@@ -42,17 +42,12 @@ def repeats(fasta: Path, teacher_dir: Path, window: int, tail: float) -> None:
 
     tok = NTv2Tokenizer.default()
     model = EsmForMaskedLM.from_pretrained(teacher_dir).eval()
-    lut = np.full(256, 4, dtype=np.uint8)
-    for code, base in enumerate(b"ACGT"):
-        lut[base] = lut[base + 32] = code
     rng = np.random.default_rng(0)
     scores: dict[bool, list[tuple[float, bool]]] = {True: [], False: []}
-    for text in _contigs(fasta):
-        raw = np.frombuffer(text, dtype=np.uint8)
-        codes, lower = lut[raw], raw >= ord("a")
-        for start in range(round(raw.size * (1 - tail)), raw.size - window + 1, window):
+    for codes, lower in _read_soft_masked(fasta):
+        for start in range(round(codes.size * (1 - tail)), codes.size - window + 1, window):
             w = codes[start : start + window]
-            if (w == 4).any():
+            if (w == alphabet.N).any():
                 continue
             ids, spans = tok.tokenize(w)
             ids = np.concatenate([[tok.cls_id], ids])
@@ -79,8 +74,6 @@ def motifs(run: Path, teacher_dir: Path | None, window: int, per_kind: int) -> N
     import tempfile
 
     from transformers import EsmForMaskedLM
-
-    from had.teacher_pretrain import _read_soft_masked
 
     settings = json.loads((run / "experiment.json").read_text())
     seed, exp = settings["seed"], settings["experiment"]
@@ -119,7 +112,7 @@ def motifs(run: Path, teacher_dir: Path | None, window: int, per_kind: int) -> N
 
     def job(centre: int) -> tuple[int, int] | None:
         start = centre - int(rng.integers(60, window - 60))
-        ok = 0 <= start and start + window <= codes.size and not (codes[start : start + window] == 4).any()
+        ok = 0 <= start and start + window <= codes.size and not (codes[start : start + window] == alphabet.N).any()
         return (start, 1 + (centre - start) // 6) if ok else None
 
     sites: dict[str, list[tuple[int, int]]] = {}
@@ -141,18 +134,6 @@ def motifs(run: Path, teacher_dir: Path | None, window: int, per_kind: int) -> N
         teacher, base = gains(jobs).mean(axis=0)
         print(f"{kind:12s} {len(jobs):4d} tokens  teacher {teacher:.3f}  marginal {base:.3f}  "
               f"gain {base - teacher:+.3f}")
-
-
-def _contigs(fasta: Path) -> list[bytes]:
-    """Sequence bytes of every record, case kept (had's reader upper-cases)."""
-    records, current = [], []
-    for line in fasta.read_bytes().splitlines():
-        if line.startswith(b">"):
-            records += [b"".join(current)] if current else []
-            current = []
-        else:
-            current.append(line.strip())
-    return records + ([b"".join(current)] if current else [])
 
 
 def main() -> None:

@@ -106,7 +106,8 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
         raise HadError(f"teacher random_fraction ({cfg.random_fraction}) and keep_fraction ({cfg.keep_fraction}) "
                        "must be >= 0 and sum to at most 1 (they split the chosen tokens with the mask token)")
     fingerprint = fasta_fingerprint(fasta)
-    done = Path(out_dir) / REPORT
+    out_dir = Path(out_dir)
+    done = out_dir / REPORT
     old = json.loads(done.read_text()) if done.is_file() else {}
     current = old.keys() == {f.name for f in fields(TeacherPretrainReport)}  # written by this version
     if current and {**MASK_ONLY, **old["config"]} == asdict(cfg) and old["fasta_fingerprint"] == fingerprint:
@@ -132,7 +133,7 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
     # covers letters 6(j-1) .. 6j; it is "in a repeat" when most of them are lower case.
     val_repeat = np.stack([_token_majority(soft, val_ids.shape[1]) for _, soft in val_windows]) & val_mask
 
-    tmp = save_initialisation(Path(out_dir).with_name(Path(out_dir).name + ".init"), cfg)
+    tmp = save_initialisation(out_dir.with_name(out_dir.name + ".init"), cfg)
     device = resolve_device(cfg.device, "teacher.device")
     model = EsmForMaskedLM.from_pretrained(tmp).to(device).train()
     shutil.rmtree(tmp)
@@ -144,7 +145,7 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
 
     counts = np.zeros(tok.vocab_size, dtype=np.int64)
     losses, logged, first, before = [], [], 0, 0.0
-    partial = Path(out_dir).with_name(Path(out_dir).name + ".partial")
+    partial = out_dir.with_name(out_dir.name + ".partial")
     identity = {"config": asdict(cfg), "fasta_fingerprint": fingerprint}
     if (state := _load_partial(partial, identity)) is not None:
         model.load_state_dict(state["model"])
@@ -184,7 +185,6 @@ def pretrain_teacher(fasta: str | Path, out_dir: str | Path, cfg: TeacherPretrai
         nll, hit = _masked_nll(model, val_ids, val_attn, val_mask, tok, device)
     marginal = _marginal_nll(counts, tok.is_kmer(np.arange(tok.vocab_size)), val_ids[val_mask])
     in_repeat = val_repeat[val_mask]
-    out_dir = Path(out_dir)
     model.save_pretrained(out_dir, safe_serialization=True)
     for name in TOKENIZER_FILES:
         shutil.copyfile(TOKENIZER_DIR / name, out_dir / name)
